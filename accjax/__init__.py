@@ -1,0 +1,38 @@
+"""accjax: training-data attribution along the SGD trajectory.
+
+Influence of example k on a query f means f(params trained without k) -
+f(params): positive if removing k would raise f (for a validation loss, k was
+helpful), negative if k was harmful.
+"""
+
+from accjax import metrics as metrics
+from accjax import models as models
+from accjax._src.estimators.acc import acc_sgd_ie as acc_sgd_ie
+from accjax._src.estimators.loo import loo_retrain as loo_retrain
+from accjax._src.estimators.sgd_ie import sgd_ie as sgd_ie
+from accjax._src.problem import Influence as Influence
+from accjax._src.problem import Problem as Problem
+from accjax._src.problem import Run as Run
+from accjax._src.problem import TrainState as TrainState
+from accjax._src.problem import mean_loss as mean_loss
+from accjax._src.schedule import make_schedule as make_schedule
+from accjax._src.train import make_step as make_step
+from accjax._src.train import train as train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Influence",
+    "Problem",
+    "Run",
+    "TrainState",
+    "acc_sgd_ie",
+    "loo_retrain",
+    "make_schedule",
+    "make_step",
+    "mean_loss",
+    "metrics",
+    "models",
+    "sgd_ie",
+    "train",
+]

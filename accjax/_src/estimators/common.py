@@ -1,0 +1,82 @@
+"""Input checks and target chunking shared by the estimators."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from accjax._src.problem import Run, check_problem, check_query
+from accjax._src.schedule import check_schedule
+
+
+def check_run(run: Run, query) -> tuple[int, ...]:
+    """Validates a run and a query; returns the query's output shape."""
+    if not isinstance(run, Run):
+        raise TypeError(
+            f"expected an accjax.Run (from accjax.train); got {type(run).__name__}."
+        )
+    check_problem(run.problem)
+    check_schedule(run.schedule, run.problem.num_examples)
+    return check_query(query, run.problem.params)
+
+
+def check_targets(targets, num_examples: int) -> jax.Array:
+    """Validates target indices; None means all examples. Returns int32 `(K,)`."""
+    if targets is None:
+        return jnp.arange(num_examples, dtype=jnp.int32)
+    if not hasattr(targets, "dtype"):
+        targets = np.asarray(targets)
+    if targets.ndim != 1 or not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(
+            "`targets` must be a 1-D int array of training indices; got dtype "
+            f"{targets.dtype} and shape {tuple(targets.shape)}."
+        )
+    if targets.shape[0] == 0:
+        raise ValueError("`targets` is empty; pass at least one training index.")
+    if not isinstance(targets, jax.core.Tracer):
+        values = np.asarray(targets)
+        bad = values[(values < 0) | (values >= num_examples)]
+        if bad.size:
+            raise ValueError(
+                f"`targets` holds {bad[0]}, outside [0, {num_examples}) "
+                f"(num_examples = {num_examples})."
+            )
+        uniq, counts = np.unique(values, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(
+                f"`targets` repeats index {uniq[counts > 1][0]}; each target must "
+                "appear once."
+            )
+    return jnp.asarray(targets, dtype=jnp.int32)
+
+
+def check_chunk_size(chunk_size, num_targets: int) -> int:
+    """None means one chunk holding every target."""
+    if chunk_size is None:
+        return num_targets
+    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be an int >= 1 or None; got {chunk_size!r}.")
+    return min(int(chunk_size), num_targets)
+
+
+def chunk(targets: jax.Array, chunk_size: int) -> jax.Array:
+    """Splits `(K,)` targets into `(num_chunks, chunk_size)`, padding with -1."""
+    num_chunks = -(-targets.shape[0] // chunk_size)
+    padded = jnp.full((num_chunks * chunk_size,), -1, targets.dtype)
+    return padded.at[: targets.shape[0]].set(targets).reshape(num_chunks, chunk_size)
+
+
+def unchunk(tree, num_targets: int):
+    """Merges the leading (num_chunks, chunk_size) axes and drops the padding."""
+    return jax.tree.map(
+        lambda a: a.reshape((-1,) + a.shape[2:])[:num_targets], tree
+    )
+
+
+def counterfactual_weights(indices: jax.Array, target, dtype) -> jax.Array:
+    """Batch-slot weights of the run without `target`: 0 where it sits, else 1.
+
+    A target of -1 (chunk padding, or the factual reference) removes nothing.
+    """
+    return jnp.where((indices == target) & (target >= 0), 0, 1).astype(dtype)

@@ -1,0 +1,116 @@
+"""Agreement between influence estimates and a ground truth (host-side NumPy).
+
+The conventions follow the reference experiments: RMSE and Kendall's tau-b over
+all targets; the two-tailed Jaccard@p compares the sets of the p/2 % most
+negative plus the p/2 % most positive targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import scipy.stats
+
+from accjax._src.problem import Influence
+
+
+def _pair(truth, estimate) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(getattr(truth, "values", truth), dtype=np.float64)
+    b = np.asarray(getattr(estimate, "values", estimate), dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(
+            "metrics compare two 1-D arrays of the same length (one value per "
+            f"target); got shapes {a.shape} and {b.shape}. For a vector query "
+            "pick one column, e.g. influence.values[:, q]."
+        )
+    return a, b
+
+
+def rmse(truth, estimate) -> float:
+    """Root mean squared error over all targets."""
+    a, b = _pair(truth, estimate)
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def kendall(truth, estimate) -> float:
+    """Kendall's tau-b rank correlation."""
+    a, b = _pair(truth, estimate)
+    return float(scipy.stats.kendalltau(a, b).statistic)
+
+
+def spearman(truth, estimate) -> float:
+    """Spearman's rank correlation."""
+    a, b = _pair(truth, estimate)
+    return float(scipy.stats.spearmanr(a, b).statistic)
+
+
+def pearson(truth, estimate) -> float:
+    """Pearson's linear correlation."""
+    a, b = _pair(truth, estimate)
+    return float(scipy.stats.pearsonr(a, b).statistic)
+
+
+def tails(values, percent: float) -> np.ndarray:
+    """Positions of the two tails: c//2 lowest and c//2 highest, c = int(n p / 100)."""
+    values = np.asarray(values)
+    if not 0 < percent <= 100:
+        raise ValueError(f"`percent` must lie in (0, 100]; got {percent!r}.")
+    half = int(values.size * percent / 100) // 2
+    order = np.argsort(values, kind="stable")
+    return np.union1d(order[:half], order[values.size - half :])
+
+
+def jaccard(truth, estimate, percent: float = 10) -> float:
+    """Two-tailed Jaccard@p: overlap of the p/2 % most negative + p/2 % most positive."""
+    a, b = _pair(truth, estimate)
+    ta, tb = tails(a, percent), tails(b, percent)
+    union = np.union1d(ta, tb).size
+    return float(np.intersect1d(ta, tb).size / union) if union else 1.0
+
+
+def compare(
+    truth, estimates: Mapping[str, Influence], *, jaccard_at=(10, 30)
+) -> dict[str, dict[str, float]]:
+    """One row per estimator: RMSE, Kendall, Spearman, Pearson, Jaccard@p.
+
+    Args:
+      truth: an Influence (e.g. from `loo_retrain`) or its values.
+      estimates: name -> Influence over the same targets, in the same order.
+      jaccard_at: the percentages p of the Jaccard columns.
+
+    Returns:
+      `{name: {"rmse": ..., "kendall": ..., ..., "jaccard@10": ...}}`.
+    """
+    table = {}
+    for name, est in estimates.items():
+        if hasattr(truth, "targets") and hasattr(est, "targets"):
+            if not np.array_equal(np.asarray(truth.targets), np.asarray(est.targets)):
+                raise ValueError(
+                    f"estimate {name!r} covers other targets than the truth; "
+                    "compute both with the same `targets`."
+                )
+        row = {
+            "rmse": rmse(truth, est),
+            "kendall": kendall(truth, est),
+            "spearman": spearman(truth, est),
+            "pearson": pearson(truth, est),
+        }
+        row.update({f"jaccard@{p}": jaccard(truth, est, p) for p in jaccard_at})
+        table[name] = row
+    return table
+
+
+def format_table(table: Mapping[str, Mapping[str, float]], **extra_columns) -> str:
+    """Renders `compare`'s output (plus optional columns) as an aligned text table."""
+    names = list(table)
+    columns = list(next(iter(table.values())).keys()) if table else []
+    columns += list(extra_columns)
+    lines = ["estimator".ljust(12) + "".join(c.rjust(12) for c in columns)]
+    for name in names:
+        row = dict(table[name])
+        row.update({c: extra_columns[c][name] for c in extra_columns})
+        lines.append(
+            name.ljust(12) + "".join(f"{row[c]:12.4g}" for c in columns)
+        )
+    return "\n".join(lines)

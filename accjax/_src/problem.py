@@ -1,0 +1,175 @@
+"""The objects every estimator shares: Problem, TrainState, Run, Influence."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Params = Any
+PyTree = Any
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A per-example loss, the initial parameters and the training data.
+
+    The objective of a batch S with per-example weights w is
+
+        L(params; S, w) = (1/|S|) * sum_{i in S} w_i * loss(params, data[i])
+                          + (l2 / 2) * ||params||^2
+
+    where |S| counts the real (non-padding) entries of the batch.
+
+    Attributes:
+      loss: `loss(params, example) -> scalar` for ONE example, where `example` is
+        one row of `data` (every leaf indexed at the same position).
+      params: the initial parameters, any pytree of float arrays.
+      data: any pytree of arrays sharing a leading axis `num_examples`.
+      l2: coefficient of the L2 term, part of every step's objective and not
+        attached to any example.
+    """
+
+    loss: Callable[[Params, PyTree], jax.Array] = dataclasses.field(
+        metadata=dict(static=True)
+    )
+    params: Params
+    data: PyTree
+    l2: float = 0.0
+
+    @property
+    def num_examples(self) -> int:
+        return num_examples(self.data)
+
+
+class TrainState(NamedTuple):
+    """The state `z = (params, opt_state)` that one training step maps forward."""
+
+    params: Params
+    opt_state: optax.OptState
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What training recorded: all an estimator needs to replay it.
+
+    Attributes:
+      problem: the `Problem` that was trained.
+      optimizer: the `optax.GradientTransformation` (learning-rate schedules
+        included) that produced every update.
+      schedule: int array `(num_steps, batch_size)` of training indices, `-1`
+        marking padding in a ragged batch.
+      state: the final `TrainState`.
+    """
+
+    problem: Problem
+    optimizer: optax.GradientTransformation = dataclasses.field(
+        metadata=dict(static=True)
+    )
+    schedule: jax.Array
+    state: TrainState
+
+    @property
+    def params(self) -> Params:
+        """The final parameters."""
+        return self.state.params
+
+    @property
+    def num_steps(self) -> int:
+        return self.schedule.shape[0]
+
+
+class Influence(NamedTuple):
+    """Estimated effect of removing each target example on a query.
+
+    Attributes:
+      targets: int array `(num_targets,)` of training indices.
+      values: `f(params without k) - f(params)`, shape `(num_targets,)`, or
+        `(num_targets, num_queries)` for a vector query. Positive: removing k
+        would raise f (for a validation loss, k was helpful). Negative: k was
+        harmful.
+      param_shift: `params without k - params`, a pytree like params whose
+        leaves have a leading `num_targets` axis; None where the estimator has
+        no such quantity.
+    """
+
+    targets: jax.Array
+    values: jax.Array
+    param_shift: Params | None = None
+
+
+def num_examples(data: PyTree) -> int:
+    """Leading-axis size shared by every leaf of `data`; raises if they disagree."""
+    leaves = jax.tree.leaves(data)
+    if not leaves:
+        raise ValueError("`data` has no array leaves; expected a pytree of arrays.")
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
+    if len(sizes) != 1 or None in sizes:
+        shapes = jax.tree.map(lambda a: tuple(np.shape(a)), data)
+        raise ValueError(
+            "every leaf of `data` must share the leading axis num_examples; got "
+            f"leaf shapes {shapes}."
+        )
+    return sizes.pop()
+
+
+def mean_loss(loss: Callable, data: PyTree) -> Callable[[Params], jax.Array]:
+    """A query `f(params) -> scalar`: the mean of `loss` over the rows of `data`.
+
+    Typical use: `query = accjax.mean_loss(problem.loss, val_data)`.
+    """
+    num_examples(data)
+
+    def query(params):
+        return jnp.mean(jax.vmap(loss, in_axes=(None, 0))(params, data))
+
+    return query
+
+
+def check_problem(problem: Problem) -> None:
+    """Validates `problem` before tracing; a no-op on traced values."""
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            f"expected an accjax.Problem, got {type(problem).__name__}. Build one "
+            "with accjax.Problem(loss, params, data, l2=...)."
+        )
+    n = num_examples(problem.data)
+    bad = [
+        str(jnp.result_type(leaf))
+        for leaf in jax.tree.leaves(problem.params)
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+    ]
+    if bad:
+        raise ValueError(
+            f"every leaf of `params` must be a float array; got dtypes {bad}."
+        )
+    row = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
+                       problem.data)
+    out = jax.eval_shape(problem.loss, problem.params, row)
+    if getattr(out, "shape", None) != ():
+        raise ValueError(
+            "`loss(params, example)` must return a scalar for one example; got "
+            f"shape {getattr(out, 'shape', out)} (example = one row of `data`, "
+            f"num_examples = {n})."
+        )
+
+
+def check_query(query: Callable, params: Params) -> tuple[int, ...]:
+    """Returns the query's output shape, `()` or `(num_queries,)`; raises otherwise."""
+    if not callable(query):
+        raise TypeError(f"`query` must be callable f(params) -> scalar; got {query!r}.")
+    out = jax.eval_shape(query, params)
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) > 1:
+        raise ValueError(
+            "`query(params)` must return a scalar or a vector of shape "
+            f"(num_queries,); got {out}."
+        )
+    return tuple(shape)

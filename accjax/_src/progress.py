@@ -1,0 +1,82 @@
+"""Progress reporting from inside jitted scans.
+
+A jitted estimator calls `tick(done, total)` from its scan body through
+`jax.debug.callback`. The callback is one module-level function, so turning
+progress on never changes what is traced beyond a static flag (no retrace per
+call); it forwards to whatever reporter `reporting(...)` made active.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+
+_active: list[Callable[[int, int], None]] = []
+
+
+def _dispatch(done, total) -> None:
+    if _active:
+        _active[-1](int(done), int(total))
+
+
+def tick(done, total) -> None:
+    """Reports `done` of `total` units of work; call it inside traced code."""
+    jax.debug.callback(_dispatch, done, total)
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr: `name [#####-----]  50% 3/6 1.2s`."""
+
+    def __init__(self, name: str, *, stream=None, width: int = 30):
+        self.name, self.width = name, width
+        self.stream = stream if stream is not None else sys.stderr
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done = max(self.done, done)
+        now = time.perf_counter()
+        if self.done < total and now - self.last_draw < 0.1:
+            return
+        self.last_draw = now
+        frac = self.done / max(total, 1)
+        bar = "#" * int(frac * self.width)
+        self.stream.write(
+            f"\r{self.name:<12} [{bar:<{self.width}}] {frac:4.0%} "
+            f"{self.done}/{total} {now - self.start:6.1f}s"
+        )
+        if self.done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def reporting(progress, name: str):
+    """Activates a reporter for the duration of one estimator call.
+
+    Args:
+      progress: False/None (off), True (a `ProgressBar` on stderr named `name`),
+        or a callable `(done, total) -> None`.
+      name: the label of the default bar.
+
+    Yields:
+      Whether progress is on: the static flag the jitted code takes.
+    """
+    if not progress:
+        yield False
+        return
+    reporter = ProgressBar(name) if progress is True else progress
+    if not callable(reporter):
+        raise TypeError(
+            f"`progress` must be a bool or a callable (done, total); got {progress!r}."
+        )
+    _active.append(reporter)
+    try:
+        yield True
+    finally:
+        _active.remove(reporter)

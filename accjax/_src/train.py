@@ -1,0 +1,176 @@
+"""The training step, one pure function of (state, batch, weights), and its scan."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from accjax._src.problem import (
+    Params,
+    Problem,
+    Run,
+    TrainState,
+    check_problem,
+)
+from accjax._src.schedule import check_schedule, make_schedule
+
+
+def param_dtype(params: Params):
+    """The common float dtype of the parameters (float32 unless x64 is on)."""
+    return jnp.result_type(*jax.tree.leaves(params))
+
+
+def batch_loss(problem: Problem, params: Params, indices, weights) -> jax.Array:
+    """L(params; S, w) of DESIGN.md section 1 for one batch.
+
+    Args:
+      problem: the loss, data and L2 coefficient.
+      params: the parameters.
+      indices: int array `(batch_size,)`, `-1` for padding.
+      weights: float array `(batch_size,)`, the weight of each batch slot
+        (padding slots are ignored whatever their weight).
+    """
+    valid = indices >= 0
+    rows = jax.tree.map(lambda a: a[jnp.where(valid, indices, 0)], problem.data)
+    losses = jax.vmap(problem.loss, in_axes=(None, 0))(params, rows)
+    count = jnp.sum(valid).astype(losses.dtype)
+    data_term = jnp.sum(jnp.where(valid, weights * losses, 0)) / count
+    squares = sum(jnp.vdot(p, p) for p in jax.tree.leaves(params))
+    return data_term + 0.5 * problem.l2 * squares
+
+
+def update(problem, optimizer, state: TrainState, indices, weights):
+    """The optax update of one step: `(updates, new_opt_state)`.
+
+    The new parameters are `optax.apply_updates(state.params, updates)`;
+    estimators use the updates themselves to form differences of two steps
+    without cancelling against the (much larger) parameters.
+    """
+    grads = jax.grad(batch_loss, argnums=1)(problem, state.params, indices, weights)
+    return optimizer.update(grads, state.opt_state, state.params)
+
+
+def step(problem, optimizer, state: TrainState, indices, weights) -> TrainState:
+    """z_{t+1} = step(z_t, S_t, w): the gradient of L(.; S_t, w), then optax."""
+    updates, opt_state = update(problem, optimizer, state, indices, weights)
+    return TrainState(optax.apply_updates(state.params, updates), opt_state)
+
+
+def init_state(problem: Problem, optimizer) -> TrainState:
+    """The state before the first step: `(problem.params, optimizer.init(...))`."""
+    return TrainState(problem.params, optimizer.init(problem.params))
+
+
+def make_step(
+    problem: Problem, optimizer: optax.GradientTransformation
+) -> Callable[[TrainState, jax.Array], TrainState]:
+    """The public training step: `step(state, batch_indices) -> state`.
+
+    `batch_indices` is an int array `(batch_size,)` of training indices (`-1`
+    pads a ragged batch). The function is pure and can be jitted; a loop that
+    calls it and stacks the index arrays it used has recorded a schedule that
+    `accjax.train(..., schedule=...)` and every estimator can replay. Start from
+    `accjax.TrainState(problem.params, optimizer.init(problem.params))`.
+    """
+    check_problem(problem)
+
+    def train_step(state: TrainState, batch_indices) -> TrainState:
+        batch_indices = jnp.asarray(batch_indices)
+        ones = jnp.ones(batch_indices.shape, param_dtype(state.params))
+        return step(problem, optimizer, state, batch_indices, ones)
+
+    return train_step
+
+
+def all_finite(tree) -> jax.Array:
+    """True when every float leaf of `tree` is finite."""
+    flags = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree.leaves(tree)
+        if jnp.issubdtype(leaf.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
+
+
+def first_false(flags) -> jax.Array:
+    """Index of the first False in a bool vector, or -1 when all are True."""
+    return jnp.where(jnp.all(flags), -1, jnp.argmin(flags))
+
+
+def raise_if_bad_step(bad_step, what: str) -> None:
+    """Raises FloatingPointError for a concrete non-negative step index."""
+    if isinstance(bad_step, jax.core.Tracer):
+        return
+    bad = int(np.max(np.asarray(bad_step)))
+    if bad >= 0:
+        raise FloatingPointError(
+            f"{what} produced non-finite values at step {bad} (0-based). Lower the "
+            "learning rate, add L2, or check the data for inf/nan."
+        )
+
+
+@functools.partial(jax.jit, static_argnames="optimizer")
+def _train_scan(problem, optimizer, schedule):
+    def body(state, indices):
+        ones = jnp.ones(indices.shape, param_dtype(state.params))
+        new = step(problem, optimizer, state, indices, ones)
+        return new, all_finite(new.params)
+
+    state, finite = jax.lax.scan(body, init_state(problem, optimizer), schedule)
+    return state, first_false(finite)
+
+
+def train(
+    problem: Problem,
+    optimizer: optax.GradientTransformation,
+    *,
+    schedule=None,
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+) -> Run:
+    """Trains `problem` with `optimizer` by a `lax.scan` over a minibatch schedule.
+
+    Args:
+      problem: loss, initial params, data, L2.
+      optimizer: any `optax.GradientTransformation`, learning-rate schedules
+        included.
+      schedule: int array `(num_steps, batch_size)` of training indices, `-1`
+        for padding. If None, built by `accjax.make_schedule(num_examples,
+        batch_size, epochs, seed=seed)`.
+      batch_size, epochs, seed: used only when `schedule` is None.
+
+    Returns:
+      A `Run` recording the problem, optimizer, schedule and final state.
+
+    Raises:
+      ValueError: for a malformed schedule or problem.
+      FloatingPointError: if the parameters become non-finite (names the step).
+    """
+    check_problem(problem)
+    n = problem.num_examples
+    if schedule is None:
+        if batch_size is None or epochs is None:
+            raise ValueError(
+                "pass either `schedule` or both `batch_size` and `epochs`; got "
+                f"batch_size={batch_size!r}, epochs={epochs!r}."
+            )
+        schedule = make_schedule(n, batch_size, epochs, seed=seed)
+    elif batch_size is not None or epochs is not None:
+        raise ValueError(
+            "pass either `schedule` or `batch_size`/`epochs`, not both."
+        )
+    schedule = check_schedule(schedule, n)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "`optimizer` must be an optax.GradientTransformation, e.g. "
+            f"optax.sgd(0.1); got {type(optimizer).__name__}."
+        )
+    state, bad_step = _train_scan(problem, optimizer, schedule)
+    raise_if_bad_step(bad_step, "training")
+    return Run(problem=problem, optimizer=optimizer, schedule=schedule, state=state)
