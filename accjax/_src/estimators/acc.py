@@ -146,8 +146,9 @@ def _acc_chunks(
             _, query_linear = jax.linearize(query, z.params)
             values = jax.vmap(query_linear)(shift)
         else:
-            shifted = jax.tree.map(lambda p, s: p + s, z.params, shift)
-            values = jax.vmap(query)(shifted) - query(z.params)
+            values = jax.vmap(
+                lambda s: query(jax.tree.map(jnp.add, z.params, s))
+            )(shift) - query(z.params)[None]
         return None, (values, shift, bad)
 
     _, out = jax.lax.scan(one_chunk, None, (jnp.arange(num_chunks), chunks))

@@ -58,7 +58,7 @@ def _loo_chunks(problem, optimizer, schedule, chunks, *, query, with_progress):
         (zs, bad), _ = jax.lax.scan(body, (zs, jnp.int32(-1)), steps)
         shift = jax.tree.map(lambda a: a[1:] - a[:1], zs.params)
         f = jax.vmap(query)(zs.params)
-        return None, (f[1:] - f[0], shift, bad)
+        return None, (f[1:] - f[:1], shift, bad)
 
     _, out = jax.lax.scan(one_chunk, None, (jnp.arange(num_chunks), rows))
     return out

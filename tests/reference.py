@@ -1,0 +1,87 @@
+"""Plain, slow reference computations for the tests: Python loops, dense Hessians.
+
+Independent of accjax's code paths: per target, per step, no vmap, no scan;
+the batch objective is written out as a Python sum and plain SGD is applied
+by hand with the learning rate of each step.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+
+def batch_objective(loss, flat, unravel, data, batch, drop, l2):
+    """(1/|S|) sum_{i in S, i != drop} loss_i + (l2/2)||theta||^2, written out."""
+    rows = [int(i) for i in batch if i >= 0]
+    total = 0.0
+    for i in rows:
+        if i == drop:
+            continue
+        example = jax.tree.map(lambda a: a[i], data)
+        total = total + loss(unravel(flat), example)
+    return total / len(rows) + 0.5 * l2 * jnp.dot(flat, flat)
+
+
+def trajectory(loss, params, data, schedule, lrs, l2, drop=-1):
+    """Flat parameters before every step and after the last: `(T + 1, P)`."""
+    flat, unravel = ravel_pytree(params)
+    out = [flat]
+    for t, batch in enumerate(np.asarray(schedule)):
+        g = jax.grad(batch_objective, argnums=1)(loss, flat, unravel, data, batch, drop, l2)
+        flat = flat - lrs[t] * g
+        out.append(flat)
+    return jnp.stack(out), unravel
+
+
+def loo(loss, params, data, schedule, lrs, l2, query, target):
+    thetas, unravel = trajectory(loss, params, data, schedule, lrs, l2)
+    thetas_k, _ = trajectory(loss, params, data, schedule, lrs, l2, drop=target)
+    shift = thetas_k[-1] - thetas[-1]
+    return query(unravel(thetas_k[-1])) - query(unravel(thetas[-1])), shift
+
+
+def _hessian(loss, flat, unravel, data, batch, drop, l2):
+    return jax.hessian(batch_objective, argnums=1)(loss, flat, unravel, data, batch, drop, l2)
+
+
+def _example_grad(loss, flat, unravel, data, k):
+    example = jax.tree.map(lambda a: a[k], data)
+    return jax.grad(lambda f: loss(unravel(f), example))(flat)
+
+
+def hara_sgd_ie(loss, params, data, schedule, lrs, l2, query):
+    """Hara et al.'s adjoint recursion for every example (clean L2 convention)."""
+    thetas, unravel = trajectory(loss, params, data, schedule, lrs, l2)
+    n = jax.tree.leaves(data)[0].shape[0]
+    u = jax.grad(lambda f: query(unravel(f)))(thetas[-1])
+    infl = np.zeros(n)
+    for t in reversed(range(len(schedule))):
+        batch = np.asarray(schedule[t])
+        size = int((batch >= 0).sum())
+        for k in batch[batch >= 0]:
+            g = _example_grad(loss, thetas[t], unravel, data, int(k))
+            infl[k] += lrs[t] / size * float(jnp.dot(u, g))
+        u = u - lrs[t] * _hessian(loss, thetas[t], unravel, data, batch, -1, l2) @ u
+    return infl
+
+
+def acc_forward(loss, params, data, schedule, lrs, l2, query, target, window=None):
+    """The paper's forward recursion for one target, dense Hessians.
+
+    D <- (I - eta H_t^{-k}) D + [k in S_t] (eta / |S_t|) grad loss_k, where
+    H_t^{-k} drops k's curvature at steps in `window` (all steps if None).
+    """
+    thetas, unravel = trajectory(loss, params, data, schedule, lrs, l2)
+    d = jnp.zeros_like(thetas[0])
+    for t, batch in enumerate(np.asarray(schedule)):
+        present = target in batch
+        use_cf = present and (window is None or window[t])
+        drop = target if use_cf else -1
+        h = _hessian(loss, thetas[t], unravel, data, batch, drop, l2)
+        d = d - lrs[t] * h @ d
+        if present:
+            size = int((batch >= 0).sum())
+            d = d + lrs[t] / size * _example_grad(loss, thetas[t], unravel, data, target)
+    value = jnp.dot(jax.grad(lambda f: query(unravel(f)))(thetas[-1]), d)
+    return value, d

@@ -1,0 +1,281 @@
+"""Estimators against exact retraining, closed forms and plain reference loops."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import accjax
+from tests import reference
+
+
+def quadratic_problem(n=13, d=3, l2=0.05, dtype=jnp.float64, seed=0):
+    rng = np.random.RandomState(seed)
+    x = jnp.asarray(rng.randn(n, d), dtype)
+    y = jnp.asarray(rng.randn(n), dtype)
+
+    def loss(p, ex):
+        xi, yi = ex
+        return 0.5 * (xi @ p["w"] + p["b"] - yi) ** 2
+
+    params = {"w": jnp.asarray(rng.randn(d), dtype), "b": jnp.zeros((), dtype)}
+    xv = jnp.asarray(rng.randn(5, d), dtype)
+    yv = jnp.asarray(rng.randn(5), dtype)
+    return accjax.Problem(loss, params, (x, y), l2=l2), (xv, yv)
+
+
+def tanh_mlp_problem(n=13, d=3, hidden=4, l2=0.01, dtype=jnp.float64, seed=0):
+    rng = np.random.RandomState(seed)
+    x = jnp.asarray(rng.randn(n, d), dtype)
+    y = jnp.asarray(rng.randint(0, 2, n), dtype)
+    params = {
+        "w1": jnp.asarray(rng.randn(d, hidden) * 0.7, dtype),
+        "b1": jnp.asarray(rng.randn(hidden) * 0.1, dtype),
+        "w2": jnp.asarray(rng.randn(hidden) * 0.7, dtype),
+        "b2": jnp.zeros((), dtype),
+    }
+
+    def apply(p, xi):
+        return jnp.tanh(xi @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+
+    loss = accjax.models.binary_loss(apply)
+    xv = jnp.asarray(rng.randn(6, d), dtype)
+    yv = jnp.asarray(rng.randint(0, 2, 6), dtype)
+    return accjax.Problem(loss, params, (x, y), l2=l2), (xv, yv), apply
+
+
+def decaying_lr(t):
+    return 0.5 / jnp.sqrt(t + 1.0)
+
+
+def lrs_of(num_steps):
+    return [float(decaying_lr(t)) for t in range(num_steps)]
+
+
+# --- closed form: quadratic loss, linear optimizer, ACC is exact ------------------
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        optax.sgd(optax.exponential_decay(0.2, 4, 0.8)),
+        optax.sgd(0.1, momentum=0.9),
+        optax.sgd(0.1, momentum=0.8, nesterov=True),
+    ],
+    ids=["sgd-decay", "heavy-ball", "nesterov"],
+)
+def test_acc_is_exact_for_quadratic_loss(optimizer):
+    problem, _ = quadratic_problem()
+    run = accjax.train(problem, optimizer, batch_size=5, epochs=5)
+    assert (np.asarray(run.schedule) == -1).any()  # ragged batches
+    query = accjax.mean_loss(problem.loss, quadratic_problem()[1])
+    exact = accjax.loo_retrain(run, query)
+    acc = accjax.acc_sgd_ie(run, query)
+    for a, b in zip(jax.tree.leaves(exact.param_shift), jax.tree.leaves(acc.param_shift)):
+        scale = np.max(np.abs(a))
+        assert scale > 1e-4
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * scale)
+
+
+def test_sgd_ie_is_not_exact_for_quadratic_loss():
+    problem, val = quadratic_problem()
+    run = accjax.train(problem, optax.sgd(0.2), batch_size=5, epochs=5)
+
+    def query(p):  # linear in params: the linear read-out is exact too
+        return val[0] @ p["w"] + p["b"]
+
+    exact = accjax.loo_retrain(run, query)
+    acc = accjax.acc_sgd_ie(run, query)
+    sgd = accjax.sgd_ie(run, query)
+    scale = np.max(np.abs(exact.values))
+    np.testing.assert_allclose(acc.values, exact.values, rtol=0, atol=1e-12 * scale)
+    assert np.max(np.abs(sgd.values - exact.values)) > 1e-3 * scale
+
+
+# --- reference loops on a non-linear model ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mlp_setup():
+    problem, val, apply = tanh_mlp_problem()
+    optimizer = optax.sgd(decaying_lr)
+    run = accjax.train(problem, optimizer, batch_size=5, epochs=3)
+    query = accjax.mean_loss(problem.loss, val)
+    return problem, run, query, lrs_of(run.num_steps)
+
+
+def test_loo_matches_reference_loop(mlp_setup):
+    problem, run, query, lrs = mlp_setup
+    targets = np.array([0, 4, 12])
+    got = accjax.loo_retrain(run, query, targets=targets)
+    flat_shift = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(got.param_shift)
+    for i, k in enumerate(targets):
+        value, shift = reference.loo(
+            problem.loss, problem.params, problem.data, run.schedule, lrs,
+            problem.l2, query, int(k),
+        )
+        np.testing.assert_allclose(got.values[i], value, rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(flat_shift[i], shift, rtol=1e-9, atol=1e-13)
+
+
+def test_sgd_ie_matches_hara_adjoint_recursion(mlp_setup):
+    problem, run, query, lrs = mlp_setup
+    got = accjax.sgd_ie(run, query)
+    want = reference.hara_sgd_ie(
+        problem.loss, problem.params, problem.data, run.schedule, lrs, problem.l2, query
+    )
+    np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-13)
+    assert got.param_shift is None
+
+
+@pytest.mark.parametrize("window", [None, "first-half"])
+def test_acc_matches_reference_loop(mlp_setup, window):
+    problem, run, query, lrs = mlp_setup
+    mask = None
+    if window == "first-half":
+        mask = np.arange(run.num_steps) < run.num_steps // 2
+    targets = np.array([1, 7, 12])
+    got = accjax.acc_sgd_ie(run, query, targets=targets, window=mask)
+    flat_shift = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(got.param_shift)
+    for i, k in enumerate(targets):
+        value, shift = reference.acc_forward(
+            problem.loss, problem.params, problem.data, run.schedule, lrs,
+            problem.l2, query, int(k), window=mask,
+        )
+        np.testing.assert_allclose(got.values[i], value, rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(flat_shift[i], shift, rtol=1e-9, atol=1e-13)
+
+
+def test_acc_differs_from_sgd_ie_on_nonlinear_model(mlp_setup):
+    _, run, query, _ = mlp_setup
+    acc = accjax.acc_sgd_ie(run, query)
+    sgd = accjax.sgd_ie(run, query)
+    assert np.max(np.abs(acc.values - sgd.values)) > 1e-6 * np.max(np.abs(sgd.values))
+
+
+# --- invariances -----------------------------------------------------------------------
+
+
+def test_chunk_size_does_not_change_results(mlp_setup):
+    _, run, query, _ = mlp_setup
+    targets = np.array([3, 0, 11, 5, 8])
+    for estimator in (accjax.acc_sgd_ie, accjax.loo_retrain):
+        full = estimator(run, query, targets=targets)
+        for size in (1, 2, 3):
+            part = estimator(run, query, targets=targets, chunk_size=size)
+            np.testing.assert_array_equal(part.targets, targets)
+            np.testing.assert_allclose(part.values, full.values, rtol=1e-12, atol=1e-15)
+
+
+def test_window_all_steps_is_full_acc_and_empty_is_sgd_ie(mlp_setup):
+    _, run, query, _ = mlp_setup
+    full = accjax.acc_sgd_ie(run, query)
+    everywhere = accjax.acc_sgd_ie(run, query, window=slice(None))
+    nowhere = accjax.acc_sgd_ie(run, query, window=np.zeros(run.num_steps, bool))
+    sgd = accjax.sgd_ie(run, query)
+    np.testing.assert_allclose(everywhere.values, full.values, rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(nowhere.values, sgd.values, rtol=1e-9, atol=1e-14)
+
+
+def test_estimators_under_jit(mlp_setup):
+    _, run, query, _ = mlp_setup
+    targets = jnp.array([2, 9])
+    for estimator in (accjax.acc_sgd_ie, accjax.loo_retrain, accjax.sgd_ie):
+        plain = estimator(run, query, targets=targets)
+        jitted = jax.jit(lambda r, e=estimator: e(r, query, targets=targets))(run)
+        np.testing.assert_allclose(jitted.values, plain.values, rtol=1e-12)
+
+
+def test_no_retrace_on_second_call(mlp_setup):
+    _, run, query, _ = mlp_setup
+    from accjax._src.estimators import acc, loo, sgd_ie
+
+    for estimator, impl in (
+        (accjax.acc_sgd_ie, acc._acc_chunks),
+        (accjax.loo_retrain, loo._loo_chunks),
+        (accjax.sgd_ie, sgd_ie._sgd_ie_all),
+    ):
+        estimator(run, query, targets=np.array([1, 2]))
+        before = impl._cache_size()
+        estimator(run, query, targets=np.array([4, 6]))
+        assert impl._cache_size() == before
+
+
+def test_vector_query(mlp_setup):
+    problem, run, query, _ = mlp_setup
+    xv = problem.data[0][:4]
+
+    def logits(p):
+        return jax.vmap(lambda x: jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"])(xv)
+
+    targets = np.array([0, 5])
+    for estimator in (accjax.acc_sgd_ie, accjax.loo_retrain, accjax.sgd_ie):
+        vec = estimator(run, logits, targets=targets)
+        assert vec.values.shape == (2, 4)
+        first = estimator(run, lambda p: logits(p)[1], targets=targets)
+        np.testing.assert_allclose(vec.values[:, 1], first.values, rtol=1e-10, atol=1e-15)
+
+
+def test_nonlinear_readout(mlp_setup):
+    _, run, query, _ = mlp_setup
+    acc = accjax.acc_sgd_ie(run, query, readout="nonlinear")
+    shifted = jax.vmap(
+        lambda s: query(jax.tree.map(jnp.add, run.params, s))
+    )(acc.param_shift)
+    np.testing.assert_allclose(acc.values, shifted - query(run.params), rtol=1e-10)
+
+
+@pytest.mark.parametrize("estimator", ["loo_retrain", "sgd_ie", "acc_sgd_ie"])
+def test_float32_in_float32_out(estimator):
+    problem, val, _ = tanh_mlp_problem(dtype=jnp.float32)
+    run = accjax.train(problem, optax.sgd(0.3), batch_size=5, epochs=2)
+    query = accjax.mean_loss(problem.loss, val)
+    got = getattr(accjax, estimator)(run, query)
+    assert got.values.dtype == jnp.float32
+    problem64, val64, _ = tanh_mlp_problem()
+    run64 = accjax.train(problem64, optax.sgd(0.3), batch_size=5, epochs=2)
+    want = getattr(accjax, estimator)(run64, accjax.mean_loss(problem64.loss, val64))
+    np.testing.assert_allclose(got.values, want.values, rtol=2e-3, atol=2e-5)
+
+
+@pytest.fixture(scope="module")
+def long_logreg():
+    # Convex (L2-regularised logistic regression), 40 epochs of batches of 3:
+    # SGD-IE's dropped first-order term compounds with every occurrence of k.
+    rng = np.random.RandomState(0)
+    x = rng.randn(110, 5)
+    y = (x @ rng.randn(5) + rng.randn(110) > 0).astype(np.float64)
+    params, apply = accjax.models.logistic_regression(
+        jax.random.PRNGKey(0), 5, dtype=jnp.float64
+    )
+    loss = accjax.models.binary_loss(apply)
+    problem = accjax.Problem(loss, params, (x[:60], y[:60]), l2=0.01)
+    run = accjax.train(problem, optax.sgd(0.1), batch_size=3, epochs=40)
+    return run, apply, loss, (x[60:], y[60:])
+
+
+def test_acc_beats_sgd_ie_on_long_training(long_logreg):
+    run, apply, _, (xv, _) = long_logreg
+
+    def query(p):  # linear in the logits: the read-out adds no error of its own
+        return jnp.mean(jax.vmap(apply, in_axes=(None, 0))(p, xv))
+
+    exact = accjax.loo_retrain(run, query)
+    acc = accjax.acc_sgd_ie(run, query)
+    sgd = accjax.sgd_ie(run, query)
+    rmse_acc = accjax.metrics.rmse(exact, acc)
+    rmse_sgd = accjax.metrics.rmse(exact, sgd)
+    assert rmse_acc < 0.75 * rmse_sgd, (rmse_acc, rmse_sgd)
+    assert accjax.metrics.kendall(exact, acc) > accjax.metrics.kendall(exact, sgd)
+
+
+def test_nonlinear_readout_beats_sgd_ie_on_validation_loss(long_logreg):
+    run, _, loss, val = long_logreg
+    query = accjax.mean_loss(loss, val)
+    exact = accjax.loo_retrain(run, query)
+    acc = accjax.acc_sgd_ie(run, query, readout="nonlinear")
+    sgd = accjax.sgd_ie(run, query)
+    rmse_acc = accjax.metrics.rmse(exact, acc)
+    rmse_sgd = accjax.metrics.rmse(exact, sgd)
+    assert rmse_acc < 0.75 * rmse_sgd, (rmse_acc, rmse_sgd)
