@@ -8,4 +8,12 @@ from accjax._src.metrics import pearson as pearson
 from accjax._src.metrics import rmse as rmse
 from accjax._src.metrics import spearman as spearman
 
-__all__ = ["compare", "format_table", "jaccard", "kendall", "pearson", "rmse", "spearman"]
+__all__ = [
+    "compare",
+    "format_table",
+    "jaccard",
+    "kendall",
+    "pearson",
+    "rmse",
+    "spearman",
+]

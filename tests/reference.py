@@ -28,7 +28,9 @@ def trajectory(loss, params, data, schedule, lrs, l2, drop=-1):
     flat, unravel = ravel_pytree(params)
     out = [flat]
     for t, batch in enumerate(np.asarray(schedule)):
-        g = jax.grad(batch_objective, argnums=1)(loss, flat, unravel, data, batch, drop, l2)
+        g = jax.grad(batch_objective, argnums=1)(
+            loss, flat, unravel, data, batch, drop, l2
+        )
         flat = flat - lrs[t] * g
         out.append(flat)
     return jnp.stack(out), unravel
@@ -42,7 +44,9 @@ def loo(loss, params, data, schedule, lrs, l2, query, target):
 
 
 def _hessian(loss, flat, unravel, data, batch, drop, l2):
-    return jax.hessian(batch_objective, argnums=1)(loss, flat, unravel, data, batch, drop, l2)
+    return jax.hessian(batch_objective, argnums=1)(
+        loss, flat, unravel, data, batch, drop, l2
+    )
 
 
 def _example_grad(loss, flat, unravel, data, k):
@@ -82,6 +86,8 @@ def acc_forward(loss, params, data, schedule, lrs, l2, query, target, window=Non
         d = d - lrs[t] * h @ d
         if present:
             size = int((batch >= 0).sum())
-            d = d + lrs[t] / size * _example_grad(loss, thetas[t], unravel, data, target)
+            d = d + lrs[t] / size * _example_grad(
+                loss, thetas[t], unravel, data, target
+            )
     value = jnp.dot(jax.grad(lambda f: query(unravel(f)))(thetas[-1]), d)
     return value, d

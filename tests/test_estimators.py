@@ -72,7 +72,9 @@ def test_acc_is_exact_for_quadratic_loss(optimizer):
     query = accjax.mean_loss(problem.loss, quadratic_problem()[1])
     exact = accjax.loo_retrain(run, query)
     acc = accjax.acc_sgd_ie(run, query)
-    for a, b in zip(jax.tree.leaves(exact.param_shift), jax.tree.leaves(acc.param_shift)):
+    for a, b in zip(
+        jax.tree.leaves(exact.param_shift), jax.tree.leaves(acc.param_shift)
+    ):
         scale = np.max(np.abs(a))
         assert scale > 1e-4
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * scale)
@@ -109,11 +111,19 @@ def test_loo_matches_reference_loop(mlp_setup):
     problem, run, query, lrs = mlp_setup
     targets = np.array([0, 4, 12])
     got = accjax.loo_retrain(run, query, targets=targets)
-    flat_shift = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(got.param_shift)
+    flat_shift = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(
+        got.param_shift
+    )
     for i, k in enumerate(targets):
         value, shift = reference.loo(
-            problem.loss, problem.params, problem.data, run.schedule, lrs,
-            problem.l2, query, int(k),
+            problem.loss,
+            problem.params,
+            problem.data,
+            run.schedule,
+            lrs,
+            problem.l2,
+            query,
+            int(k),
         )
         np.testing.assert_allclose(got.values[i], value, rtol=1e-9, atol=1e-13)
         np.testing.assert_allclose(flat_shift[i], shift, rtol=1e-9, atol=1e-13)
@@ -137,11 +147,20 @@ def test_acc_matches_reference_loop(mlp_setup, window):
         mask = np.arange(run.num_steps) < run.num_steps // 2
     targets = np.array([1, 7, 12])
     got = accjax.acc_sgd_ie(run, query, targets=targets, window=mask)
-    flat_shift = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(got.param_shift)
+    flat_shift = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(
+        got.param_shift
+    )
     for i, k in enumerate(targets):
         value, shift = reference.acc_forward(
-            problem.loss, problem.params, problem.data, run.schedule, lrs,
-            problem.l2, query, int(k), window=mask,
+            problem.loss,
+            problem.params,
+            problem.data,
+            run.schedule,
+            lrs,
+            problem.l2,
+            query,
+            int(k),
+            window=mask,
         )
         np.testing.assert_allclose(got.values[i], value, rtol=1e-9, atol=1e-13)
         np.testing.assert_allclose(flat_shift[i], shift, rtol=1e-9, atol=1e-13)
@@ -207,22 +226,26 @@ def test_vector_query(mlp_setup):
     xv = problem.data[0][:4]
 
     def logits(p):
-        return jax.vmap(lambda x: jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"])(xv)
+        return jax.vmap(lambda x: jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"])(
+            xv
+        )
 
     targets = np.array([0, 5])
     for estimator in (accjax.acc_sgd_ie, accjax.loo_retrain, accjax.sgd_ie):
         vec = estimator(run, logits, targets=targets)
         assert vec.values.shape == (2, 4)
         first = estimator(run, lambda p: logits(p)[1], targets=targets)
-        np.testing.assert_allclose(vec.values[:, 1], first.values, rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(
+            vec.values[:, 1], first.values, rtol=1e-10, atol=1e-15
+        )
 
 
 def test_nonlinear_readout(mlp_setup):
     _, run, query, _ = mlp_setup
     acc = accjax.acc_sgd_ie(run, query, readout="nonlinear")
-    shifted = jax.vmap(
-        lambda s: query(jax.tree.map(jnp.add, run.params, s))
-    )(acc.param_shift)
+    shifted = jax.vmap(lambda s: query(jax.tree.map(jnp.add, run.params, s)))(
+        acc.param_shift
+    )
     np.testing.assert_allclose(acc.values, shifted - query(run.params), rtol=1e-10)
 
 

@@ -110,7 +110,5 @@ def format_table(table: Mapping[str, Mapping[str, float]], **extra_columns) -> s
     for name in names:
         row = dict(table[name])
         row.update({c: extra_columns[c][name] for c in extra_columns})
-        lines.append(
-            name.ljust(12) + "".join(f"{row[c]:12.4g}" for c in columns)
-        )
+        lines.append(name.ljust(12) + "".join(f"{row[c]:12.4g}" for c in columns))
     return "\n".join(lines)

@@ -150,8 +150,9 @@ def check_problem(problem: Problem) -> None:
         raise ValueError(
             f"every leaf of `params` must be a float array; got dtypes {bad}."
         )
-    row = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
-                       problem.data)
+    row = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), problem.data
+    )
     out = jax.eval_shape(problem.loss, problem.params, row)
     if getattr(out, "shape", None) != ():
         raise ValueError(

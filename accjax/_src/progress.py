@@ -29,28 +29,38 @@ def tick(done, total) -> None:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr: `name [#####-----]  50% 3/6 1.2s`."""
+    """A one-line progress bar on stderr: `name [#####-----]  50% 3/6 1.2s`.
+
+    On a terminal it redraws in place (at most every 0.1 s) and shows
+    "compiling" until the first step reports; elsewhere (a log file, CI) it
+    writes one line when the work is done.
+    """
 
     def __init__(self, name: str, *, stream=None, width: int = 30):
         self.name, self.width = name, width
         self.stream = stream if stream is not None else sys.stderr
+        self.live = getattr(self.stream, "isatty", lambda: False)()
         self.start = time.perf_counter()
         self.last_draw = 0.0
         self.done = 0
+        if self.live:
+            self.stream.write(f"\r{self.name:<14} compiling ...")
+            self.stream.flush()
 
     def __call__(self, done: int, total: int) -> None:
         self.done = max(self.done, done)
         now = time.perf_counter()
-        if self.done < total and now - self.last_draw < 0.1:
+        finished = self.done >= total
+        if not finished and (not self.live or now - self.last_draw < 0.1):
             return
         self.last_draw = now
         frac = self.done / max(total, 1)
         bar = "#" * int(frac * self.width)
         self.stream.write(
-            f"\r{self.name:<12} [{bar:<{self.width}}] {frac:4.0%} "
-            f"{self.done}/{total} {now - self.start:6.1f}s"
+            f"\r{self.name:<14} [{bar:<{self.width}}] {frac:4.0%} "
+            f"{self.done}/{total} steps {now - self.start:6.1f}s"
         )
-        if self.done >= total:
+        if finished:
             self.stream.write("\n")
         self.stream.flush()
 
@@ -61,7 +71,8 @@ def reporting(progress, name: str):
 
     Args:
       progress: False/None (off), True (a `ProgressBar` on stderr named `name`),
-        or a callable `(done, total) -> None`.
+        a string (a `ProgressBar` with that label), or a callable
+        `(done, total) -> None`.
       name: the label of the default bar.
 
     Yields:
@@ -70,10 +81,14 @@ def reporting(progress, name: str):
     if not progress:
         yield False
         return
-    reporter = ProgressBar(name) if progress is True else progress
-    if not callable(reporter):
+    if progress is True or isinstance(progress, str):
+        reporter = ProgressBar(name if progress is True else progress)
+    elif callable(progress):
+        reporter = progress
+    else:
         raise TypeError(
-            f"`progress` must be a bool or a callable (done, total); got {progress!r}."
+            "`progress` must be a bool, a label or a callable (done, total); got "
+            f"{progress!r}."
         )
     _active.append(reporter)
     try:

@@ -162,9 +162,7 @@ def train(
             )
         schedule = make_schedule(n, batch_size, epochs, seed=seed)
     elif batch_size is not None or epochs is not None:
-        raise ValueError(
-            "pass either `schedule` or `batch_size`/`epochs`, not both."
-        )
+        raise ValueError("pass either `schedule` or `batch_size`/`epochs`, not both.")
     schedule = check_schedule(schedule, n)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(

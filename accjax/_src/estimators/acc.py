@@ -54,7 +54,9 @@ class _FloatView:
     def merge(self, floats: list, z):
         it = iter(floats)
         leaves = jax.tree.leaves(z)
-        merged = [next(it) if f else x for x, f in zip(leaves, self.is_float, strict=True)]
+        merged = [
+            next(it) if f else x for x, f in zip(leaves, self.is_float, strict=True)
+        ]
         return jax.tree.unflatten(self.treedef, merged)
 
     def advance(self, d: list, change: list) -> list:
@@ -69,7 +71,9 @@ def _step_fn(problem, optimizer, view: _FloatView, z: TrainState, indices):
     """zf, w -> float leaves of (updates, new_opt_state), other leaves from z."""
 
     def change(zf, weights):
-        updates, opt_state = update(problem, optimizer, view.merge(zf, z), indices, weights)
+        updates, opt_state = update(
+            problem, optimizer, view.merge(zf, z), indices, weights
+        )
         new = TrainState(updates, opt_state)
         return view.floats(new), new
 
@@ -87,7 +91,14 @@ def _in_batch(row, indices, num_slots: int):
     static_argnames=("optimizer", "query", "linear_readout", "with_progress"),
 )
 def _acc_chunks(
-    problem, optimizer, schedule, chunks, window, *, query, linear_readout,
+    problem,
+    optimizer,
+    schedule,
+    chunks,
+    window,
+    *,
+    query,
+    linear_readout,
     with_progress,
 ):
     num_chunks, size = chunks.shape
@@ -139,16 +150,15 @@ def _acc_chunks(
         d0 = [jnp.zeros((size,) + x.shape, x.dtype) for x in view.floats(z0)]
         steps = (jnp.arange(num_steps, dtype=jnp.int32), schedule, window)
         (z, d, bad), _ = jax.lax.scan(body, (z0, d0, jnp.int32(-1)), steps)
-        shift = jax.tree.unflatten(
-            jax.tree.structure(z.params), d[: view.num_params]
-        )
+        shift = jax.tree.unflatten(jax.tree.structure(z.params), d[: view.num_params])
         if linear_readout:
             _, query_linear = jax.linearize(query, z.params)
             values = jax.vmap(query_linear)(shift)
         else:
-            values = jax.vmap(
-                lambda s: query(jax.tree.map(jnp.add, z.params, s))
-            )(shift) - query(z.params)[None]
+            values = (
+                jax.vmap(lambda s: query(jax.tree.map(jnp.add, z.params, s)))(shift)
+                - query(z.params)[None]
+            )
         return None, (values, shift, bad)
 
     _, out = jax.lax.scan(one_chunk, None, (jnp.arange(num_chunks), chunks))
@@ -222,8 +232,8 @@ def acc_sgd_ie(
         empty window gives SGD-IE's values.
       readout: "linear" for `<grad f(params_T), D_k>` (first order, the
         paper's estimator) or "nonlinear" for `f(params_T + D_k) - f(params_T)`.
-      progress: True for a progress bar on stderr, or a callable
-        `(done, total)`.
+      progress: True (or a label) for a progress bar on stderr, or a
+        callable `(done, total)` called as the steps complete.
 
     Returns:
       Influence with `values` of shape `(num_targets,)` (or
@@ -236,9 +246,7 @@ def acc_sgd_ie(
     """
     common.check_run(run, query)
     if readout not in ("linear", "nonlinear"):
-        raise ValueError(
-            f"`readout` must be 'linear' or 'nonlinear'; got {readout!r}."
-        )
+        raise ValueError(f"`readout` must be 'linear' or 'nonlinear'; got {readout!r}.")
     targets = common.check_targets(targets, run.problem.num_examples)
     size = common.check_chunk_size(chunk_size, targets.shape[0])
     mask = window_mask(window, run.schedule.shape[0])

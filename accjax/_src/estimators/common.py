@@ -56,7 +56,9 @@ def check_chunk_size(chunk_size, num_targets: int) -> int:
     if chunk_size is None:
         return num_targets
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be an int >= 1 or None; got {chunk_size!r}.")
+        raise ValueError(
+            f"`chunk_size` must be an int >= 1 or None; got {chunk_size!r}."
+        )
     return min(int(chunk_size), num_targets)
 
 
@@ -69,9 +71,7 @@ def chunk(targets: jax.Array, chunk_size: int) -> jax.Array:
 
 def unchunk(tree, num_targets: int):
     """Merges the leading (num_chunks, chunk_size) axes and drops the padding."""
-    return jax.tree.map(
-        lambda a: a.reshape((-1,) + a.shape[2:])[:num_targets], tree
-    )
+    return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:num_targets], tree)
 
 
 def counterfactual_weights(indices: jax.Array, target, dtype) -> jax.Array:

@@ -19,9 +19,7 @@ from accjax._src.train import (
 )
 
 
-@functools.partial(
-    jax.jit, static_argnames=("optimizer", "query", "with_progress")
-)
+@functools.partial(jax.jit, static_argnames=("optimizer", "query", "with_progress"))
 def _loo_chunks(problem, optimizer, schedule, chunks, *, query, with_progress):
     """Retrains once per target of each chunk, plus one factual reference run.
 
@@ -49,7 +47,9 @@ def _loo_chunks(problem, optimizer, schedule, chunks, *, query, with_progress):
             zs = jax.vmap(lambda z, w: step(problem, optimizer, z, indices, w))(
                 zs, weights
             )
-            bad = jnp.where((bad < 0) & ~all_finite(zs.params), t, bad).astype(bad.dtype)
+            bad = jnp.where((bad < 0) & ~all_finite(zs.params), t, bad).astype(
+                bad.dtype
+            )
             if with_progress:
                 progress_lib.tick(c * num_steps + t + 1, num_chunks * num_steps)
             return (zs, bad), None
@@ -84,8 +84,8 @@ def loo_retrain(
       targets: int array `(num_targets,)` of training indices; None means all.
       chunk_size: targets retrained together (memory ~ chunk_size x state);
         None means all at once. Results do not depend on it.
-      progress: True for a progress bar on stderr, or a callable
-        `(done, total)`.
+      progress: True (or a label) for a progress bar on stderr, or a
+        callable `(done, total)` called as the steps complete.
 
     Returns:
       Influence with `values` `f(params without k) - f(params)` of shape

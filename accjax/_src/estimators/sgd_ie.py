@@ -54,15 +54,17 @@ def final_query(problem, optimizer, schedule, weights, *, query, with_progress=F
     return query(z.params)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("optimizer", "query", "with_progress")
-)
+@functools.partial(jax.jit, static_argnames=("optimizer", "query", "with_progress"))
 def _sgd_ie_all(problem, optimizer, schedule, *, query, with_progress):
     """-d f(train(w)) / d w at w = 1, for every example: `(n,)` or `(n, Q)`."""
     ones = jnp.ones((problem.num_examples,), param_dtype(problem.params))
     f = functools.partial(
-        final_query, problem, optimizer, schedule,
-        query=query, with_progress=with_progress,
+        final_query,
+        problem,
+        optimizer,
+        schedule,
+        query=query,
+        with_progress=with_progress,
     )
     value, pullback = jax.vjp(f, ones)
     if value.ndim == 0:
@@ -88,8 +90,8 @@ def sgd_ie(run: Run, query, *, targets=None, progress=False) -> Influence:
         pass per query component).
       targets: int array `(num_targets,)`; None means all. The pass computes
         every example either way.
-      progress: True for a progress bar on stderr, or a callable
-        `(done, total)`.
+      progress: True (or a label) for a progress bar on stderr, or a
+        callable `(done, total)` called as the steps complete.
 
     Returns:
       Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`)
@@ -101,11 +103,16 @@ def sgd_ie(run: Run, query, *, targets=None, progress=False) -> Influence:
     targets = common.check_targets(targets, run.problem.num_examples)
     with progress_lib.reporting(progress, "sgd_ie") as with_progress:
         values = _sgd_ie_all(
-            run.problem, run.optimizer, run.schedule,
-            query=query, with_progress=with_progress,
+            run.problem,
+            run.optimizer,
+            run.schedule,
+            query=query,
+            with_progress=with_progress,
         )
         jax.block_until_ready(values)
-    if not isinstance(values, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(values))):
+    if not isinstance(values, jax.core.Tracer) and not bool(
+        jnp.all(jnp.isfinite(values))
+    ):
         raise FloatingPointError(
             "sgd_ie produced non-finite influence values; check that training "
             "itself stayed finite and the query is finite at the final params."

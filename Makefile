@@ -1,0 +1,32 @@
+# `make demo` and `make test` are all a newcomer types: each creates .venv when it
+# is missing and installs the package (with its test extras) into it first.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+SHARED_DATA := $(abspath ../shared/data)
+# Tests read the real data sets through ACCJAX_DATA when ../shared/data exists.
+DATA_ENV := $(if $(wildcard $(SHARED_DATA)),ACCJAX_DATA=$(SHARED_DATA),)
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python -m accjax demo
+
+test: $(STAMP)
+	$(DATA_ENV) $(VENV)/bin/python -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check accjax tests bench
+	$(VENV)/bin/ruff format --check accjax tests bench
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/speed.py
+
+clean:
+	rm -rf $(VENV) accjax-demo .pytest_cache

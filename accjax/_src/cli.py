@@ -1,0 +1,80 @@
+"""The `accjax` command line: `accjax demo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="accjax",
+        description="Training-data attribution along the SGD trajectory.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser(
+        "demo",
+        help="exact retraining vs SGD-IE vs ACC-SGD-IE on bundled real data",
+        description=(
+            "Trains the reference MLP (8-8, lr/sqrt(t+1)) on scikit-learn's bundled "
+            "breast-cancer data, computes exact leave-one-out retraining, SGD-IE and "
+            "ACC-SGD-IE for every training example, prints RMSE / Kendall tau / "
+            "Jaccard@10,30 against the exact values, and writes demo.json and "
+            "demo.png to the output folder."
+        ),
+    )
+    demo.add_argument("--n-train", type=int, default=300, help="training rows (300)")
+    demo.add_argument("--n-val", type=int, default=200, help="validation rows (200)")
+    demo.add_argument("--epochs", type=int, default=30, help="epochs (30)")
+    demo.add_argument("--batch-size", type=int, default=50, help="batch size (50)")
+    demo.add_argument(
+        "--lr", type=float, default=0.1, help="initial learning rate (0.1)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="split and init seed (0)")
+    demo.add_argument(
+        "--model",
+        choices=("mlp", "logreg"),
+        default="mlp",
+        help="the reference 8-8 MLP (default) or L2 logistic regression",
+    )
+    demo.add_argument(
+        "--l2",
+        type=float,
+        default=None,
+        help="L2 coefficient (default 0 for mlp, 0.01 for logreg)",
+    )
+    demo.add_argument(
+        "--out", default="accjax-demo", help="output folder (accjax-demo)"
+    )
+    demo.add_argument(
+        "--x64", action="store_true", help="float64 throughout (default float32)"
+    )
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from accjax._src.demo import UsageError, run_demo
+
+        try:
+            run_demo(
+                n_train=args.n_train,
+                n_val=args.n_val,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                seed=args.seed,
+                model=args.model,
+                l2=args.l2,
+                out=args.out,
+                x64=args.x64,
+            )
+        except UsageError as err:
+            print(f"accjax demo: error: {err}", file=sys.stderr)
+            return 2
+    return 0
+
+
+def console_main() -> None:
+    sys.exit(main())

@@ -1,0 +1,21 @@
+import accjax
+
+
+def test_public_api_is_pinned():
+    assert sorted(accjax.__all__) == [
+        "Influence",
+        "Problem",
+        "Run",
+        "TrainState",
+        "acc_sgd_ie",
+        "loo_retrain",
+        "make_schedule",
+        "make_step",
+        "mean_loss",
+        "metrics",
+        "models",
+        "sgd_ie",
+        "train",
+    ]
+    for name in accjax.__all__:
+        assert getattr(accjax, name) is not None

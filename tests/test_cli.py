@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from accjax._src.cli import main
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "demo" in capsys.readouterr().out
+
+
+def test_bad_flag_exits_two():
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--no-such-flag"])
+    assert exc.value.code == 2
+
+
+def test_bad_size_is_reported(capsys, tmp_path):
+    assert main(["demo", "--n-train", "600", "--out", str(tmp_path)]) == 2
+    assert "--n-train 600" in capsys.readouterr().err
+
+
+def test_demo_end_to_end_small(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(
+        [
+            "demo",
+            "--n-train",
+            "40",
+            "--n-val",
+            "30",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "10",
+            "--out",
+            str(out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    printed = captured.out
+    assert "acc_sgd_ie" in printed and "kendall" in printed
+    report = json.loads((out / "demo.json").read_text())
+    assert report["setting"]["num_steps"] == 12
+    assert len(report["influence"]["exact"]) == 40
+    assert set(report["metrics"]) == {"sgd_ie", "acc_sgd_ie", "acc_nonlinear"}
+    png = (out / "demo.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files
