@@ -18,7 +18,7 @@ def batch_objective(loss, flat, unravel, data, batch, drop, l2):
     for i in rows:
         if i == drop:
             continue
-        example = jax.tree.map(lambda a: a[i], data)
+        example = jax.tree.map(lambda a, i=i: a[i], data)
         total = total + loss(unravel(flat), example)
     return total / len(rows) + 0.5 * l2 * jnp.dot(flat, flat)
 

@@ -41,7 +41,9 @@ def test_user_loop_with_make_step_replays_identically():
         state = step(state, batch)
         used.append(batch)
     run = accjax.train(problem, optimizer, schedule=np.stack(used))
-    for a, b in zip(jax.tree.leaves(run.params), jax.tree.leaves(state.params)):
+    for a, b in zip(
+        jax.tree.leaves(run.params), jax.tree.leaves(state.params), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 

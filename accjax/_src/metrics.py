@@ -62,7 +62,7 @@ def tails(values, percent: float) -> np.ndarray:
 
 
 def jaccard(truth, estimate, percent: float = 10) -> float:
-    """Two-tailed Jaccard@p: overlap of the p/2 % most negative + p/2 % most positive."""
+    """Two-tailed Jaccard@p of the p/2 % most negative and p/2 % most positive."""
     a, b = _pair(truth, estimate)
     ta, tb = tails(a, percent), tails(b, percent)
     union = np.union1d(ta, tb).size
