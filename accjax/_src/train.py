@@ -44,6 +44,11 @@ def batch_loss(problem: Problem, params: Params, indices, weights) -> jax.Array:
     return data_term + 0.5 * problem.l2 * squares
 
 
+def batch_grad(problem: Problem, params: Params, indices, weights) -> Params:
+    """The gradient of `batch_loss` in the parameters; linear in `weights`."""
+    return jax.grad(batch_loss, argnums=1)(problem, params, indices, weights)
+
+
 def update(problem, optimizer, state: TrainState, indices, weights):
     """The optax update of one step: `(updates, new_opt_state)`.
 
@@ -51,7 +56,7 @@ def update(problem, optimizer, state: TrainState, indices, weights):
     estimators use the updates themselves to form differences of two steps
     without cancelling against the (much larger) parameters.
     """
-    grads = jax.grad(batch_loss, argnums=1)(problem, state.params, indices, weights)
+    grads = batch_grad(problem, state.params, indices, weights)
     return optimizer.update(grads, state.opt_state, state.params)
 
 

@@ -28,10 +28,10 @@ from accjax._src.estimators import common
 from accjax._src.problem import Influence, Run, TrainState
 from accjax._src.train import (
     all_finite,
+    batch_grad,
     init_state,
     param_dtype,
     raise_if_bad_step,
-    update,
 )
 
 
@@ -45,7 +45,8 @@ class _FloatView:
     def __init__(self, z: TrainState):
         leaves, self.treedef = jax.tree.flatten(z)
         self.is_float = [jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in leaves]
-        self.num_params = len(jax.tree.leaves(z.params))
+        self.params_treedef = jax.tree.structure(z.params)
+        self.num_params = self.params_treedef.num_leaves
 
     def floats(self, z) -> list:
         leaves = jax.tree.leaves(z)
@@ -59,6 +60,10 @@ class _FloatView:
         ]
         return jax.tree.unflatten(self.treedef, merged)
 
+    def params_tree(self, d: list):
+        """The parameter part of a float-leaf list, as a params pytree."""
+        return jax.tree.unflatten(self.params_treedef, d[: self.num_params])
+
     def advance(self, d: list, change: list) -> list:
         """D_{t+1} from the change of (updates, opt_state): params add, rest replace."""
         return [
@@ -67,23 +72,86 @@ class _FloatView:
         ]
 
 
-def _step_fn(problem, optimizer, view: _FloatView, z: TrainState, indices):
-    """zf, w -> float leaves of (updates, new_opt_state), other leaves from z."""
-
-    def change(zf, weights):
-        updates, opt_state = update(
-            problem, optimizer, view.merge(zf, z), indices, weights
-        )
-        new = TrainState(updates, opt_state)
-        return view.floats(new), new
-
-    return change
-
-
 def _in_batch(row, indices, num_slots: int):
     """Chunk positions of the targets inside this batch (`num_slots`, K = absent)."""
     hit = jnp.any((row[:, None] == indices[None, :]) & (row[:, None] >= 0), axis=1)
     return jnp.nonzero(hit, size=num_slots, fill_value=row.shape[0])[0]
+
+
+def _own_terms(problem, params, row, sel, dp, indices, in_window):
+    """Per-target corrections of the batch gradient and its tangent.
+
+    The batch gradient G(params, w) is linear in the weights, so removing k
+    subtracts count_k / |S| times k's own gradient g_k, and the Jacobian of the
+    step without k differs from the shared one by count_k / |S| times k's own
+    Hessian H_k: one single-example HVP per target in the batch. Outside the
+    window, the primal stays factual and the tangent gets -g_k count_k / |S|,
+    the first-order (SGD-IE) injection.
+
+    Returns (primal, tangent) corrections for the selected targets `sel`.
+    """
+    size = row.shape[0]
+    present = sel < size
+    k = row[jnp.minimum(sel, size - 1)]
+    count = jnp.sum(indices[None, :] == k[:, None], axis=1) * present
+    scale = count / jnp.sum(indices >= 0)
+    dp_sel = jax.tree.map(lambda x: x[jnp.minimum(sel, size - 1)], dp)
+
+    def grad_and_hvp(k, v):
+        example = jax.tree.map(lambda a: a[k], problem.data)
+        grad = jax.grad(problem.loss)
+        return jax.jvp(lambda p: grad(p, example), (params,), (v,))
+
+    g, h = jax.vmap(grad_and_hvp)(k, dp_sel)
+    scaled = lambda tree: jax.tree.map(
+        lambda a: -scale.astype(a.dtype).reshape((-1,) + (1,) * (a.ndim - 1)) * a,
+        tree,
+    )
+    g, h = scaled(g), scaled(h)
+    primal = jax.tree.map(lambda a: jnp.where(in_window, a, 0), g)
+    tangent = jax.tree.map(lambda a, b: jnp.where(in_window, a, b), h, g)
+    return primal, tangent
+
+
+def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
+    """One step of the recursion for every target of the chunk: (z_{t+1}, D_{t+1})."""
+    size, batch_size = row.shape[0], indices.shape[0]
+    ones = jnp.ones((batch_size,), param_dtype(z.params))
+    dp = view.params_tree(d)
+    grads, hvp = jax.linearize(
+        lambda p: batch_grad(problem, p, indices, ones), z.params
+    )
+    sel = _in_batch(row, indices, min(batch_size, size))
+    own_primal, own_tangent = _own_terms(
+        problem, z.params, row, sel, dp, indices, in_window
+    )
+    scatter = lambda full, part: full.at[sel].add(part, mode="drop")
+    zeros = jax.tree.map(lambda g: jnp.zeros((size,) + g.shape, g.dtype), grads)
+    g_primal = jax.tree.map(
+        lambda g, extra: g[None] + extra,
+        grads,
+        jax.tree.map(scatter, zeros, own_primal),
+    )
+    g_tangent = jax.tree.map(scatter, jax.vmap(hvp)(dp), own_tangent)
+
+    def optimizer_step(g, zf):
+        state = view.merge(zf, z)
+        updates, opt_state = optimizer.update(g, state.opt_state, state.params)
+        return view.floats(TrainState(updates, opt_state)), opt_state
+
+    zf = view.floats(z)
+    factual, opt_state = optimizer_step(grads, zf)
+    out, tangent = jax.vmap(
+        lambda g, gt, dk: jax.jvp(lambda a, b: optimizer_step(a, b)[0], (g, zf), (gt, dk))
+    )(g_primal, g_tangent, d)
+    changed = jnp.zeros((size,), bool).at[sel].set(in_window, mode="drop")
+    change = [
+        jnp.where(changed.reshape((-1,) + (1,) * f.ndim), o - f[None], 0) + dt
+        for o, f, dt in zip(out, factual, tangent, strict=True)
+    ]
+    updates = view.params_tree(factual)
+    z = TrainState(optax.apply_updates(z.params, updates), opt_state)
+    return z, view.advance(d, change)
 
 
 @functools.partial(
@@ -91,23 +159,13 @@ def _in_batch(row, indices, num_slots: int):
     static_argnames=("optimizer", "query", "linear_readout", "with_progress"),
 )
 def _acc_chunks(
-    problem,
-    optimizer,
-    schedule,
-    chunks,
-    window,
-    *,
-    query,
-    linear_readout,
+    problem, optimizer, schedule, chunks, window, *, query, linear_readout,
     with_progress,
 ):
     num_chunks, size = chunks.shape
-    num_steps, batch_size = schedule.shape
-    num_slots = min(batch_size, size)
-    dtype = param_dtype(problem.params)
+    num_steps = schedule.shape[0]
     z0 = init_state(problem, optimizer)
     view = _FloatView(z0)
-    ones = jnp.ones((batch_size,), dtype)
 
     def one_chunk(_, xs):
         c, row = xs
@@ -115,33 +173,7 @@ def _acc_chunks(
         def body(carry, xs):
             z, d, bad = carry
             t, indices, in_window = xs
-            change = _step_fn(problem, optimizer, view, z, indices)
-            zf = view.floats(z)
-            factual, linear, new = jax.linearize(
-                lambda a: change(a, ones), zf, has_aux=True
-            )
-            shared = jax.vmap(linear)(d)
-
-            def own(k, dk):
-                w_cf = common.counterfactual_weights(indices, k, dtype)
-                w_primal = jnp.where(in_window, w_cf, ones)
-                w_tangent = jnp.where(in_window, 0, w_cf - ones)
-                out, tangent = jax.jvp(
-                    lambda a, w: change(a, w)[0], (zf, w_primal), (dk, w_tangent)
-                )
-                return [
-                    jnp.where(in_window, o - f, 0) + dt
-                    for o, f, dt in zip(out, factual, tangent, strict=True)
-                ]
-
-            sel = _in_batch(row, indices, num_slots)
-            clipped = jnp.minimum(sel, size - 1)
-            mine = jax.vmap(own)(row[clipped], [x[clipped] for x in d])
-            change_d = [
-                s.at[sel].set(m, mode="drop") for s, m in zip(shared, mine, strict=True)
-            ]
-            d = view.advance(d, change_d)
-            z = TrainState(optax.apply_updates(z.params, new.params), new.opt_state)
+            z, d = _acc_step(problem, optimizer, view, z, d, row, indices, in_window)
             bad = jnp.where((bad < 0) & ~all_finite(d), t, bad).astype(bad.dtype)
             if with_progress:
                 progress_lib.tick(c * num_steps + t + 1, num_chunks * num_steps)
@@ -150,15 +182,14 @@ def _acc_chunks(
         d0 = [jnp.zeros((size,) + x.shape, x.dtype) for x in view.floats(z0)]
         steps = (jnp.arange(num_steps, dtype=jnp.int32), schedule, window)
         (z, d, bad), _ = jax.lax.scan(body, (z0, d0, jnp.int32(-1)), steps)
-        shift = jax.tree.unflatten(jax.tree.structure(z.params), d[: view.num_params])
+        shift = view.params_tree(d)
         if linear_readout:
             _, query_linear = jax.linearize(query, z.params)
             values = jax.vmap(query_linear)(shift)
         else:
-            values = (
-                jax.vmap(lambda s: query(jax.tree.map(jnp.add, z.params, s)))(shift)
-                - query(z.params)[None]
-            )
+            values = jax.vmap(
+                lambda s: query(jax.tree.map(jnp.add, z.params, s))
+            )(shift) - query(z.params)[None]
         return None, (values, shift, bad)
 
     _, out = jax.lax.scan(one_chunk, None, (jnp.arange(num_chunks), chunks))
