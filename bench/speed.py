@@ -59,25 +59,29 @@ def make_run(args):
     return problem, optimizer, run, query
 
 
-def measure(fn, arg, repeats):
-    """Compiles `jax.jit(fn)` apart, then returns (median seconds, times, memory)."""
-    jitted = jax.jit(fn)
-    compiled = jitted.lower(arg).compile()
+def compile_case(fn, arg):
+    """`jax.jit(fn)` compiled apart and run once untimed; returns (compiled, memory)."""
+    compiled = jax.jit(fn).lower(arg).compile()
     memory = compiled.memory_analysis()
     jax.block_until_ready(compiled(arg))  # warm-up, untimed
-    times = []
+    if memory is None:
+        return compiled, None
+    return compiled, {
+        "temp_bytes": int(memory.temp_size_in_bytes),
+        "argument_bytes": int(memory.argument_size_in_bytes),
+        "output_bytes": int(memory.output_size_in_bytes),
+    }
+
+
+def time_rounds(compiled: dict, arg, repeats: int) -> dict:
+    """Times every case once per round, `repeats` rounds, so drift hits all alike."""
+    times = {name: [] for name in compiled}
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(arg))
-        times.append(time.perf_counter() - start)
-    mem = None
-    if memory is not None:
-        mem = {
-            "temp_bytes": int(memory.temp_size_in_bytes),
-            "argument_bytes": int(memory.argument_size_in_bytes),
-            "output_bytes": int(memory.output_size_in_bytes),
-        }
-    return statistics.median(times), times, compiled, mem
+        for name, fn in compiled.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(arg))
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def main(argv=None):
@@ -96,18 +100,27 @@ def main(argv=None):
         "sgd_ie": lambda r: accjax.sgd_ie(r, query).values,
         "acc_sgd_ie": lambda r: accjax.acc_sgd_ie(r, query).values,
     }
-    results, outputs = {}, {}
+    compiled, memory, outputs = {}, {}, {}
     for name, fn in cases.items():
-        median, times, compiled, mem = measure(fn, run, args.repeats)
-        outputs[name] = compiled(run)
-        results[name] = {"median_s": median, "times_s": times, "memory": mem}
+        compiled[name], memory[name] = compile_case(fn, run)
+        outputs[name] = compiled[name](run)
+    times = time_rounds(compiled, run, args.repeats)
+    results = {}
+    for name in cases:
+        median = statistics.median(times[name])
+        results[name] = {
+            "median_s": median,
+            "times_s": times[name],
+            "memory": memory[name],
+        }
         print(f"{name:12s} median {median * 1e3:9.2f} ms", flush=True)
 
     exact = np.asarray(outputs["loo_retrain"])
+    estimate = {name: np.asarray(outputs[name]) for name in ("sgd_ie", "acc_sgd_ie")}
     check = {
         name: {
-            "rmse_vs_exact": accjax.metrics.rmse(exact, np.asarray(outputs[name])),
-            "kendall_vs_exact": accjax.metrics.kendall(exact, np.asarray(outputs[name])),
+            "rmse_vs_exact": accjax.metrics.rmse(exact, estimate[name]),
+            "kendall_vs_exact": accjax.metrics.kendall(exact, estimate[name]),
         }
         for name in ("sgd_ie", "acc_sgd_ie")
     }

@@ -72,67 +72,53 @@ class _FloatView:
         ]
 
 
-def _in_batch(row, indices, num_slots: int):
-    """Chunk positions of the targets inside this batch (`num_slots`, K = absent)."""
-    hit = jnp.any((row[:, None] == indices[None, :]) & (row[:, None] >= 0), axis=1)
-    return jnp.nonzero(hit, size=num_slots, fill_value=row.shape[0])[0]
-
-
-def _own_terms(problem, params, row, sel, dp, indices, in_window):
+def _own_terms(problem, params, row, dp, indices, in_window):
     """Per-target corrections of the batch gradient and its tangent.
 
     The batch gradient G(params, w) is linear in the weights, so removing k
     subtracts count_k / |S| times k's own gradient g_k, and the Jacobian of the
     step without k differs from the shared one by count_k / |S| times k's own
-    Hessian H_k: one single-example HVP per target in the batch. Outside the
-    window, the primal stays factual and the tangent gets -g_k count_k / |S|,
-    the first-order (SGD-IE) injection.
+    Hessian H_k. Outside the window the primal stays factual and the tangent
+    gets -g_k count_k / |S|, the first-order (SGD-IE) injection.
 
-    Returns (primal, tangent) corrections for the selected targets `sel`.
+    Computed densely for every target of the chunk (count_k = 0 outside the
+    batch): one single-example HVP per target, about 1/batch_size of the shared
+    batch HVP, and no gathers or scatters of the state.
+
+    Returns (primal, tangent) corrections, pytrees like params with a leading
+    chunk axis.
     """
-    size = row.shape[0]
-    present = sel < size
-    k = row[jnp.minimum(sel, size - 1)]
-    count = jnp.sum(indices[None, :] == k[:, None], axis=1) * present
-    scale = count / jnp.sum(indices >= 0)
-    dp_sel = jax.tree.map(lambda x: x[jnp.minimum(sel, size - 1)], dp)
+    hits = (indices[None, :] == row[:, None]) & (row[:, None] >= 0)
+    scale = jnp.sum(hits, axis=1) / jnp.sum(indices >= 0)
 
     def grad_and_hvp(k, v):
-        example = jax.tree.map(lambda a: a[k], problem.data)
+        example = jax.tree.map(lambda a: a[jnp.maximum(k, 0)], problem.data)
         grad = jax.grad(problem.loss)
         return jax.jvp(lambda p: grad(p, example), (params,), (v,))
 
-    g, h = jax.vmap(grad_and_hvp)(k, dp_sel)
-    scaled = lambda tree: jax.tree.map(
-        lambda a: -scale.astype(a.dtype).reshape((-1,) + (1,) * (a.ndim - 1)) * a,
-        tree,
-    )
-    g, h = scaled(g), scaled(h)
-    primal = jax.tree.map(lambda a: jnp.where(in_window, a, 0), g)
-    tangent = jax.tree.map(lambda a, b: jnp.where(in_window, a, b), h, g)
+    g, h = jax.vmap(grad_and_hvp)(row, dp)
+
+    def correct(window_term, outside_term):
+        s = -scale.astype(window_term.dtype).reshape(
+            (-1,) + (1,) * (window_term.ndim - 1)
+        )
+        return s * jnp.where(in_window, window_term, outside_term)
+
+    primal = jax.tree.map(lambda a: correct(a, jnp.zeros_like(a)), g)
+    tangent = jax.tree.map(correct, h, g)
     return primal, tangent
 
 
 def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
     """One step of the recursion for every target of the chunk: (z_{t+1}, D_{t+1})."""
-    size, batch_size = row.shape[0], indices.shape[0]
-    ones = jnp.ones((batch_size,), param_dtype(z.params))
+    ones = jnp.ones(indices.shape, param_dtype(z.params))
     dp = view.params_tree(d)
     grads, hvp = jax.linearize(
         lambda p: batch_grad(problem, p, indices, ones), z.params
     )
-    sel = _in_batch(row, indices, min(batch_size, size))
-    own_primal, own_tangent = _own_terms(
-        problem, z.params, row, sel, dp, indices, in_window
-    )
-    scatter = lambda full, part: full.at[sel].add(part, mode="drop")
-    zeros = jax.tree.map(lambda g: jnp.zeros((size,) + g.shape, g.dtype), grads)
-    g_primal = jax.tree.map(
-        lambda g, extra: g[None] + extra,
-        grads,
-        jax.tree.map(scatter, zeros, own_primal),
-    )
-    g_tangent = jax.tree.map(scatter, jax.vmap(hvp)(dp), own_tangent)
+    own_primal, own_tangent = _own_terms(problem, z.params, row, dp, indices, in_window)
+    g_primal = jax.tree.map(lambda g, c: g[None] + c, grads, own_primal)
+    g_tangent = jax.tree.map(jnp.add, jax.vmap(hvp)(dp), own_tangent)
 
     def optimizer_step(g, zf):
         state = view.merge(zf, z)
@@ -141,10 +127,11 @@ def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
 
     zf = view.floats(z)
     factual, opt_state = optimizer_step(grads, zf)
-    out, tangent = jax.vmap(
-        lambda g, gt, dk: jax.jvp(lambda a, b: optimizer_step(a, b)[0], (g, zf), (gt, dk))
-    )(g_primal, g_tangent, d)
-    changed = jnp.zeros((size,), bool).at[sel].set(in_window, mode="drop")
+    new_floats = lambda g, a: optimizer_step(g, a)[0]
+    out, tangent = jax.vmap(lambda g, gt, dk: jax.jvp(new_floats, (g, zf), (gt, dk)))(
+        g_primal, g_tangent, d
+    )
+    changed = in_window & jnp.any(indices[None, :] == row[:, None], axis=1) & (row >= 0)
     change = [
         jnp.where(changed.reshape((-1,) + (1,) * f.ndim), o - f[None], 0) + dt
         for o, f, dt in zip(out, factual, tangent, strict=True)
@@ -159,7 +146,14 @@ def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
     static_argnames=("optimizer", "query", "linear_readout", "with_progress"),
 )
 def _acc_chunks(
-    problem, optimizer, schedule, chunks, window, *, query, linear_readout,
+    problem,
+    optimizer,
+    schedule,
+    chunks,
+    window,
+    *,
+    query,
+    linear_readout,
     with_progress,
 ):
     num_chunks, size = chunks.shape
@@ -187,9 +181,10 @@ def _acc_chunks(
             _, query_linear = jax.linearize(query, z.params)
             values = jax.vmap(query_linear)(shift)
         else:
-            values = jax.vmap(
-                lambda s: query(jax.tree.map(jnp.add, z.params, s))
-            )(shift) - query(z.params)[None]
+            values = (
+                jax.vmap(lambda s: query(jax.tree.map(jnp.add, z.params, s)))(shift)
+                - query(z.params)[None]
+            )
         return None, (values, shift, bad)
 
     _, out = jax.lax.scan(one_chunk, None, (jnp.arange(num_chunks), chunks))

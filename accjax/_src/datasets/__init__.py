@@ -1,0 +1,1 @@
+"""Loaders for the benchmark data sets; the public face is `accjax.datasets`."""
