@@ -5,6 +5,7 @@ f(params): positive if removing k would raise f (for a validation loss, k was
 helpful), negative if k was harmful.
 """
 
+from accjax import datasets as datasets
 from accjax import metrics as metrics
 from accjax import models as models
 from accjax._src.estimators.acc import acc_sgd_ie as acc_sgd_ie
@@ -27,6 +28,7 @@ __all__ = [
     "Run",
     "TrainState",
     "acc_sgd_ie",
+    "datasets",
     "loo_retrain",
     "make_schedule",
     "make_step",

@@ -51,3 +51,9 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     png = (out / "demo.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_data_fetch_bundled_and_unknown(capsys):
+    assert main(["data", "fetch", "digits"]) == 0  # ships with scikit-learn
+    assert main(["data", "fetch", "no-such-set"]) == 1
+    assert "no-such-set" in capsys.readouterr().err

@@ -49,11 +49,37 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--x64", action="store_true", help="float64 throughout (default float32)"
     )
+    data = sub.add_parser("data", help="benchmark data sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser(
+        "fetch",
+        help="download a data set's official files and verify their checksums",
+        description=(
+            "Downloads into DATA_DIR, else $ACCJAX_DATA, else the per-user cache "
+            "(where accjax.datasets.load looks)."
+        ),
+    )
+    fetch.add_argument("name", help="adult, news20, mnist, mnist10 or cifar10")
+    fetch.add_argument("--data-dir", default=None)
     return parser
+
+
+def _fetch(name: str, data_dir) -> int:
+    from accjax import datasets
+
+    try:
+        for path in datasets.fetch(name, data_dir):
+            print(path)
+    except (ValueError, OSError) as err:
+        print(f"accjax data fetch: error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "data":
+        return _fetch(args.name, args.data_dir)
     if args.command == "demo":
         from accjax._src.demo import UsageError, run_demo
 

@@ -22,22 +22,18 @@ class UsageError(ValueError):
 
 
 def breast_cancer_splits(n_train: int, n_val: int, seed: int, dtype):
-    """scikit-learn's bundled breast-cancer data: shuffled, split, standardised."""
-    from sklearn.datasets import load_breast_cancer
-
-    x, y = load_breast_cancer(return_X_y=True)
-    if n_train < 2 or n_val < 1 or n_train + n_val > len(y):
+    """scikit-learn's bundled breast-cancer data, split as the reference does."""
+    pool = 569
+    if n_train < 2 or n_val < 1 or n_train + n_val > pool:
         raise UsageError(
             f"--n-train {n_train} and --n-val {n_val} must be >= 2 and >= 1 and sum "
-            f"to at most {len(y)} (the breast-cancer data set's rows)."
+            f"to at most {pool} (the breast-cancer data set's rows)."
         )
-    order = np.random.RandomState(seed).permutation(len(y))
-    train, val = order[:n_train], order[n_train : n_train + n_val]
-    mean, std = x[train].mean(0), x[train].std(0)
-    std[std == 0] = 1.0
-    x = (x - mean) / std
-    cast = lambda a: jnp.asarray(a, dtype)
-    return (cast(x[train]), cast(y[train])), (cast(x[val]), cast(y[val]))
+    splits = accjax.datasets.load(
+        "breast_cancer", n_train=n_train, n_val=n_val, n_test=0, seed=seed
+    )
+    cast = lambda part: tuple(jnp.asarray(a, dtype) for a in part)
+    return cast(splits.train), cast(splits.val)
 
 
 def _atomic_write(path: Path, write) -> None:

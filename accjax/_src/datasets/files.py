@@ -179,7 +179,7 @@ def locate(dataset: str, filename: str, data_dir) -> Path:
     spec = SPECS[(dataset, filename)]
     raise FileNotFoundError(
         f"{dataset}: file `{filename}` not found in {folder} (data directory from "
-        f"{origin}). Official download: {spec.urls[0]}. To fix: "
+        f"{origin}). Download from: {spec.urls[0]}. To fix: "
         f"{fetch_hint(dataset)}, "
         f"or put the file in `{folder}`, or set ${paths.ENV_VAR} (or pass "
         f"`data_dir=`) to a directory with `{paths.FOLDERS[dataset]}/{filename}`."

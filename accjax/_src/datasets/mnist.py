@@ -44,9 +44,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
             f"mnist: `{path}` has IDX magic number {magic}; expected {_MAGIC[ndim]} "
             f"(unsigned bytes, {ndim} dimensions). Is it the right file?"
         )
-    dims = [
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
-    ]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + int(np.prod(dims))
     if len(data) != expected:
         raise ValueError(
@@ -85,6 +83,7 @@ def load_pool(data_dir, *, binary: bool) -> Pool:
         "source": "MNIST, official IDX training file (60,000 images)",
         "files": records,
         "image_shape": (28, 28, 1),
+        "image_layout": "HWC",
         "subset": None,
     }
     if binary:
