@@ -11,6 +11,7 @@ from accjax import models as models
 from accjax._src.estimators.acc import acc_sgd_ie as acc_sgd_ie
 from accjax._src.estimators.loo import loo_retrain as loo_retrain
 from accjax._src.estimators.sgd_ie import sgd_ie as sgd_ie
+from accjax._src.estimators.tracin import tracin as tracin
 from accjax._src.problem import Influence as Influence
 from accjax._src.problem import Problem as Problem
 from accjax._src.problem import Run as Run
@@ -36,5 +37,6 @@ __all__ = [
     "metrics",
     "models",
     "sgd_ie",
+    "tracin",
     "train",
 ]

@@ -40,6 +40,12 @@ def parse_args(argv=None):
     p.add_argument("--n-train", type=int, default=300)
     p.add_argument("--n-val", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam"),
+        default="sgd",
+        help="sgd: the reference recipes; adam: optax.adam(1e-2) for both models",
+    )
     p.add_argument("--out", default="bench-out/accuracy.json")
     return p.parse_args(argv)
 
@@ -59,6 +65,8 @@ def one_setting(model, epochs, seed, args):
     else:  # the reference logistic regression: constant lr
         params, apply = accjax.models.logistic_regression(key, 30, dtype=jnp.float64)
         l2, optimizer = 0.01, optax.sgd(0.1)
+    if args.optimizer == "adam":
+        optimizer = optax.adam(1e-2)
     loss = accjax.models.binary_loss(apply)
     problem = accjax.Problem(loss, params, train, l2=l2)
     run = accjax.train(problem, optimizer, batch_size=args.batch_size, epochs=epochs)

@@ -16,6 +16,7 @@ def test_public_api_is_pinned():
         "metrics",
         "models",
         "sgd_ie",
+        "tracin",
         "train",
     ]
     for name in accjax.__all__:

@@ -304,3 +304,25 @@ def test_nonlinear_readout_beats_sgd_ie_on_validation_loss(long_logreg):
     rmse_acc = accjax.metrics.rmse(exact, acc)
     rmse_sgd = accjax.metrics.rmse(exact, sgd)
     assert rmse_acc < 0.75 * rmse_sgd, (rmse_acc, rmse_sgd)
+
+
+def test_tracin_matches_written_out_sum(mlp_setup):
+    problem, run, query, lrs = mlp_setup
+    thetas, unravel = reference.trajectory(
+        problem.loss, problem.params, problem.data, run.schedule, lrs, problem.l2
+    )
+    want = np.zeros(problem.num_examples)
+    for t, batch in enumerate(np.asarray(run.schedule)):
+        u = jax.grad(lambda f: query(unravel(f)))(thetas[t])
+        size = int((batch >= 0).sum())
+        for k in batch[batch >= 0]:
+            g = reference._example_grad(
+                problem.loss, thetas[t], unravel, problem.data, k
+            )
+            want[k] += lrs[t] / size * float(jnp.dot(u, g))
+    got = accjax.tracin(run, query, learning_rate=decaying_lr)
+    np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-14)
+    vec = accjax.tracin(
+        run, lambda p: jnp.stack([query(p), 2 * query(p)]), learning_rate=decaying_lr
+    )
+    np.testing.assert_allclose(vec.values[:, 1], 2 * want, rtol=1e-9, atol=1e-14)

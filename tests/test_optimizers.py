@@ -78,7 +78,11 @@ def adam_setup():
 
 @pytest.mark.parametrize(
     "estimator, mode",
-    [(accjax.sgd_ie, "sgd_ie"), (accjax.acc_sgd_ie, "acc"), (accjax.loo_retrain, "loo")],
+    [
+        (accjax.sgd_ie, "sgd_ie"),
+        (accjax.acc_sgd_ie, "acc"),
+        (accjax.loo_retrain, "loo"),
+    ],
     ids=["adam-ie", "acc-adam-ie", "loo"],
 )
 def test_adam_against_hand_written_reference(adam_setup, estimator, mode):

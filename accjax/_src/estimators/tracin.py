@@ -1,0 +1,105 @@
+"""TracIn (Pruthi et al. 2020): gradient dot products along the recorded trajectory."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from accjax._src import progress as progress_lib
+from accjax._src.estimators import common
+from accjax._src.problem import Influence, Run
+from accjax._src.train import init_state, param_dtype, step
+
+
+def _dot_with(query_grads, example_grads):
+    """<grad f, grad loss_i> for each example: `(B,)` or `(B, Q)`."""
+    per_leaf = jax.tree.map(
+        lambda q, e: jnp.einsum(
+            "b...,...->b" if q.ndim == e.ndim - 1 else "b...,q...->bq", e, q
+        ),
+        query_grads,
+        example_grads,
+    )
+    return sum(jax.tree.leaves(per_leaf))
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("optimizer", "query", "learning_rate", "with_progress"),
+)
+def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_progress):
+    n = problem.num_examples
+    num_steps = schedule.shape[0]
+    dtype = param_dtype(problem.params)
+    out_shape = jax.eval_shape(query, problem.params).shape
+    jac = jax.jacrev(query) if out_shape else jax.grad(query)
+
+    def body(carry, xs):
+        z, values = carry
+        t, indices = xs
+        valid = indices >= 0
+        rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
+        grads = jax.vmap(jax.grad(problem.loss), in_axes=(None, 0))(z.params, rows)
+        dots = _dot_with(jac(z.params), grads)
+        lr = learning_rate(t) if callable(learning_rate) else learning_rate
+        scale = jnp.where(valid, lr / jnp.sum(valid), 0).astype(dtype)
+        contrib = scale.reshape((-1,) + (1,) * (dots.ndim - 1)) * dots
+        values = values.at[jnp.where(valid, indices, n)].add(contrib, mode="drop")
+        ones = jnp.ones(indices.shape, dtype)
+        if with_progress:
+            progress_lib.tick(t + 1, num_steps)
+        return (step(problem, optimizer, z, indices, ones), values), None
+
+    values = jnp.zeros((n, *out_shape), dtype)
+    carry = (init_state(problem, optimizer), values)
+    (_, values), _ = jax.lax.scan(body, carry, (jnp.arange(num_steps), schedule))
+    return values
+
+
+def tracin(
+    run: Run, query, *, learning_rate, targets=None, progress=False
+) -> Influence:
+    """TracIn: each example's first-order effect at the steps that held it.
+
+    influence(k) ~ sum over steps t with k in S_t of
+    (lr_t / |S_t|) <grad f(params_t), grad loss_k(params_t)>:
+    what SGD-IE would give if every step's Jacobian were the identity and the
+    query's gradient were taken at the current rather than the final params.
+    Same sign convention as the other estimators (removing a helpful example
+    raises a validation loss: positive).
+
+    Args:
+      run: from `accjax.train`; replayed step by step.
+      query: `f(params) -> scalar` or `(num_queries,)` vector.
+      learning_rate: the step size of each step: a float, or an optax-style
+        schedule `lr(step_index)` (step index from 0). TracIn is defined for
+        SGD; with another optimizer, pass the rate you want to weight by.
+      targets: int array `(num_targets,)`; None means all. Every example is
+        computed either way.
+      progress: True (or a label) for a progress bar on stderr, or a callable
+        `(done, total)`.
+
+    Returns:
+      Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`)
+      and no `param_shift`.
+    """
+    common.check_run(run, query)
+    targets = common.check_targets(targets, run.problem.num_examples)
+    if not (callable(learning_rate) or isinstance(learning_rate, int | float)):
+        raise TypeError(
+            "`learning_rate` must be a float or a schedule lr(step); got "
+            f"{learning_rate!r}."
+        )
+    with progress_lib.reporting(progress, "tracin") as with_progress:
+        values = _tracin_all(
+            run.problem,
+            run.optimizer,
+            run.schedule,
+            query=query,
+            learning_rate=learning_rate,
+            with_progress=with_progress,
+        )
+        jax.block_until_ready(values)
+    return Influence(targets, values[targets])
