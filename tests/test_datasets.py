@@ -156,7 +156,9 @@ def test_news20_matches_scikit_learn_order(data_dir):
 
 
 def test_strip_helpers_match_scikit_learn():
-    skl = pytest.importorskip("sklearn.datasets._twenty_newsgroups")
+    # scikit-learn is a dependency; if this private module moves, fail loudly.
+    from sklearn.datasets import _twenty_newsgroups as skl
+
     text = (
         "From: a@b\nSubject: x\n\nIn article <1@c> d writes:\n> quoted\n"
         "| also\nbody line\n\n--\nsig\n"
