@@ -44,7 +44,7 @@ def parse_args(argv=None):
         "--optimizer",
         choices=("sgd", "adam"),
         default="sgd",
-        help="sgd: the reference recipes; adam: optax.adam(1e-2) for both models",
+        help="sgd: the reference recipes; adam: optax.adam(1e-2, eps_root=1e-8)",
     )
     p.add_argument("--out", default="bench-out/accuracy.json")
     return p.parse_args(argv)
@@ -66,7 +66,7 @@ def one_setting(model, epochs, seed, args):
         params, apply = accjax.models.logistic_regression(key, 30, dtype=jnp.float64)
         l2, optimizer = 0.01, optax.sgd(0.1)
     if args.optimizer == "adam":
-        optimizer = optax.adam(1e-2)
+        optimizer = optax.adam(1e-2, eps_root=1e-8)
     loss = accjax.models.binary_loss(apply)
     problem = accjax.Problem(loss, params, train, l2=l2)
     run = accjax.train(problem, optimizer, batch_size=args.batch_size, epochs=epochs)

@@ -112,3 +112,20 @@ def test_clipped_and_weight_decayed_chains_run_and_empty_window_is_sgd_ie():
     sgd = accjax.sgd_ie(run, query)
     np.testing.assert_allclose(nowhere.values, sgd.values, rtol=1e-9, atol=1e-14)
     assert accjax.metrics.kendall(exact, acc) > 0.5
+
+
+def test_adam_at_zero_gradient_names_eps_root():
+    problem, val = quadratic_problem()
+    x, y = problem.data
+    x = x.at[:, 0].set(0.0)  # w[0] never gets a gradient: v stays 0 there
+    params = {"w": problem.params["w"], "b": problem.params["b"]}
+    problem = accjax.Problem(problem.loss, params, (x, y))  # no L2
+    query = accjax.mean_loss(problem.loss, val)
+    run = accjax.train(problem, optax.adam(0.05), batch_size=5, epochs=2)
+    for estimator in (accjax.sgd_ie, accjax.acc_sgd_ie):
+        with pytest.raises(FloatingPointError, match="eps_root"):
+            estimator(run, query)
+    fixed = accjax.train(
+        problem, optax.adam(0.05, eps_root=1e-8), batch_size=5, epochs=2
+    )
+    assert np.all(np.isfinite(accjax.acc_sgd_ie(fixed, query).values))

@@ -107,7 +107,14 @@ def first_false(flags) -> jax.Array:
     return jnp.where(jnp.all(flags), -1, jnp.argmin(flags))
 
 
-def raise_if_bad_step(bad_step, what: str) -> None:
+ADAM_HINT = (
+    " With Adam-type optimizers, the derivative of sqrt(v) at v = 0 (a parameter "
+    "whose gradient was exactly 0, e.g. behind a dead ReLU) is infinite: pass "
+    "eps_root > 0, e.g. optax.adam(lr, eps_root=1e-8)."
+)
+
+
+def raise_if_bad_step(bad_step, what: str, *, derivative: bool = False) -> None:
     """Raises FloatingPointError for a concrete non-negative step index."""
     if isinstance(bad_step, jax.core.Tracer):
         return
@@ -116,6 +123,7 @@ def raise_if_bad_step(bad_step, what: str) -> None:
         raise FloatingPointError(
             f"{what} produced non-finite values at step {bad} (0-based). Lower the "
             "learning rate, add L2, or check the data for inf/nan."
+            + (ADAM_HINT if derivative else "")
         )
 
 

@@ -288,6 +288,6 @@ def acc_sgd_ie(
             with_progress=with_progress,
         )
         jax.block_until_ready(values)
-    raise_if_bad_step(bad, "acc_sgd_ie's perturbation")
+    raise_if_bad_step(bad, "acc_sgd_ie's perturbation", derivative=True)
     num = targets.shape[0]
     return Influence(targets, common.unchunk(values, num), common.unchunk(shift, num))

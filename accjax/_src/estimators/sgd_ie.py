@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
 from accjax._src.problem import Influence, Run
-from accjax._src.train import init_state, param_dtype, step
+from accjax._src.train import ADAM_HINT, init_state, param_dtype, step
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -116,5 +116,6 @@ def sgd_ie(run: Run, query, *, targets=None, progress=False) -> Influence:
         raise FloatingPointError(
             "sgd_ie produced non-finite influence values; check that training "
             "itself stayed finite and the query is finite at the final params."
+            + ADAM_HINT
         )
     return Influence(targets, values[targets])
