@@ -221,6 +221,12 @@ def test_no_retrace_on_second_call(mlp_setup):
         before = impl._cache_size()
         estimator(run, query, targets=np.array([4, 6]))
         assert impl._cache_size() == before
+        # A new validation set of the same shape: same compiled code.
+        other = accjax.mean_loss(
+            run.problem.loss, (run.problem.data[0][:6] + 1.0, run.problem.data[1][:6])
+        )
+        estimator(run, other, targets=np.array([4, 6]))
+        assert impl._cache_size() == before
 
 
 def test_vector_query(mlp_setup):

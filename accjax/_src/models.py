@@ -7,6 +7,9 @@ returns one logit; `binary_loss(apply)` turns it into the per-example loss of an
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -21,14 +24,23 @@ def _linear_init(key, fan_in: int, fan_out: int, dtype):
     }
 
 
+def _logistic_apply(params, x):
+    return (x @ params["w"] + params["b"])[0]
+
+
+def _mlp_apply(params, x):
+    for layer in params[:-1]:
+        x = jax.nn.relu(x @ layer["w"] + layer["b"])
+    return (x @ params[-1]["w"] + params[-1]["b"])[0]
+
+
 def logistic_regression(key, num_features: int, *, dtype=jnp.float32):
-    """One linear logit, `x @ w + b`. Returns `(params, apply)`."""
-    params = _linear_init(key, num_features, 1, dtype)
+    """One linear logit, `x @ w + b`. Returns `(params, apply)`.
 
-    def apply(params, x):
-        return (x @ params["w"] + params["b"])[0]
-
-    return params, apply
+    `apply` is one module-level function whatever the size or seed, so runs
+    over many seeds share compiled estimators.
+    """
+    return _linear_init(key, num_features, 1, dtype), _logistic_apply
 
 
 def mlp(key, num_features: int, widths=(8, 8), *, dtype=jnp.float32):
@@ -42,13 +54,7 @@ def mlp(key, num_features: int, widths=(8, 8), *, dtype=jnp.float32):
         _linear_init(k, fan_in, fan_out, dtype)
         for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:], strict=True)
     ]
-
-    def apply(params, x):
-        for layer in params[:-1]:
-            x = jax.nn.relu(x @ layer["w"] + layer["b"])
-        return (x @ params[-1]["w"] + params[-1]["b"])[0]
-
-    return params, apply
+    return params, _mlp_apply
 
 
 def binary_cross_entropy(logit, label):
@@ -56,23 +62,33 @@ def binary_cross_entropy(logit, label):
     return jax.nn.softplus(logit) - label * logit
 
 
-def binary_loss(apply):
-    """`loss(params, (x, y))`: binary cross-entropy of `apply(params, x)`."""
+@dataclasses.dataclass(frozen=True)
+class _BinaryLoss:
+    apply: Callable
 
-    def loss(params, example):
+    def __call__(self, params, example):
         x, y = example
-        return binary_cross_entropy(apply(params, x), y)
+        return binary_cross_entropy(self.apply(params, x), y)
 
-    return loss
+
+@dataclasses.dataclass(frozen=True)
+class _BinaryError:
+    apply: Callable
+
+    def __call__(self, params, example):
+        x, y = example
+        wrong = (self.apply(params, x) > 0) != (y > 0.5)
+        return wrong.astype(jnp.result_type(float))
+
+
+def binary_loss(apply):
+    """`loss(params, (x, y))`: binary cross-entropy of `apply(params, x)`.
+
+    Equal (`==`) for equal `apply`, so jit caches keyed on the loss are shared.
+    """
+    return _BinaryLoss(apply)
 
 
 def binary_error(apply):
     """`error(params, (x, y))`: 1 where the logit's sign disagrees with the label."""
-
-    def error(params, example):
-        x, y = example
-        return ((apply(params, x) > 0).astype(jnp.result_type(float)) != y).astype(
-            jnp.result_type(float)
-        )
-
-    return error
+    return _BinaryError(apply)

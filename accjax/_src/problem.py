@@ -120,17 +120,34 @@ def num_examples(data: PyTree) -> int:
     return sizes.pop()
 
 
+@dataclasses.dataclass(frozen=True)
+class _MeanLoss:
+    """`(data, params) -> mean loss`; equal for equal losses, so jit reuses it."""
+
+    loss: Callable
+
+    def __call__(self, data, params):
+        return jnp.mean(jax.vmap(self.loss, in_axes=(None, 0))(params, data))
+
+
 def mean_loss(loss: Callable, data: PyTree) -> Callable[[Params], jax.Array]:
     """A query `f(params) -> scalar`: the mean of `loss` over the rows of `data`.
 
-    Typical use: `query = accjax.mean_loss(problem.loss, val_data)`.
+    Typical use: `query = accjax.mean_loss(problem.loss, val_data)`. The result
+    is a `jax.tree_util.Partial` whose leaves are `data`: estimators take it as
+    a traced argument, so a new validation set of the same shape (another seed,
+    another split) reuses the compiled estimator instead of recompiling.
     """
     num_examples(data)
+    return jax.tree_util.Partial(_MeanLoss(loss), data)
 
-    def query(params):
-        return jnp.mean(jax.vmap(loss, in_axes=(None, 0))(params, data))
 
-    return query
+def as_query_tree(query: Callable) -> jax.tree_util.Partial:
+    """A query as a pytree: a `Partial` stays (its arguments are traced), any
+    other callable becomes a static `Partial(query)` (compiled per function)."""
+    if isinstance(query, jax.tree_util.Partial):
+        return query
+    return jax.tree_util.Partial(query)
 
 
 def check_problem(problem: Problem) -> None:

@@ -143,7 +143,7 @@ def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("optimizer", "query", "linear_readout", "with_progress"),
+    static_argnames=("optimizer", "linear_readout", "with_progress"),
 )
 def _acc_chunks(
     problem,
@@ -270,7 +270,7 @@ def acc_sgd_ie(
         malformed.
       FloatingPointError: if a perturbation becomes non-finite (names the step).
     """
-    common.check_run(run, query)
+    query = common.check_run(run, query)
     if readout not in ("linear", "nonlinear"):
         raise ValueError(f"`readout` must be 'linear' or 'nonlinear'; got {readout!r}.")
     targets = common.check_targets(targets, run.problem.num_examples)

@@ -6,19 +6,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from accjax._src.problem import Run, check_problem, check_query
+from accjax._src.problem import Run, as_query_tree, check_problem, check_query
 from accjax._src.schedule import check_schedule
 
 
-def check_run(run: Run, query) -> tuple[int, ...]:
-    """Validates a run and a query; returns the query's output shape."""
+def check_run(run: Run, query) -> jax.tree_util.Partial:
+    """Validates a run and a query; returns the query as a pytree (`as_query_tree`).
+
+    Estimators pass it to their jitted core as a traced argument: queries that
+    are `jax.tree_util.Partial`s (such as `accjax.mean_loss`) differing only in
+    their arrays share one compilation.
+    """
     if not isinstance(run, Run):
         raise TypeError(
             f"expected an accjax.Run (from accjax.train); got {type(run).__name__}."
         )
     check_problem(run.problem)
     check_schedule(run.schedule, run.problem.num_examples)
-    return check_query(query, run.problem.params)
+    check_query(query, run.problem.params)
+    return as_query_tree(query)
 
 
 def check_targets(targets, num_examples: int) -> jax.Array:

@@ -19,7 +19,7 @@ from accjax._src.train import (
 )
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "query", "with_progress"))
+@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
 def _loo_chunks(problem, optimizer, schedule, chunks, *, query, with_progress):
     """Retrains once per target of each chunk, plus one factual reference run.
 
@@ -95,7 +95,7 @@ def loo_retrain(
       ValueError: for bad targets, chunk size, query or run.
       FloatingPointError: if a retraining diverges (names the step).
     """
-    common.check_run(run, query)
+    query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     size = common.check_chunk_size(chunk_size, targets.shape[0])
     with progress_lib.reporting(progress, "loo_retrain") as with_progress:

@@ -54,7 +54,7 @@ def final_query(problem, optimizer, schedule, weights, *, query, with_progress=F
     return query(z.params)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "query", "with_progress"))
+@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
 def _sgd_ie_all(problem, optimizer, schedule, *, query, with_progress):
     """-d f(train(w)) / d w at w = 1, for every example: `(n,)` or `(n, Q)`."""
     ones = jnp.ones((problem.num_examples,), param_dtype(problem.params))
@@ -99,7 +99,7 @@ def sgd_ie(run: Run, query, *, targets=None, progress=False) -> Influence:
 
     Memory: the scan keeps each step's residuals, O(num_steps x state).
     """
-    common.check_run(run, query)
+    query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     with progress_lib.reporting(progress, "sgd_ie") as with_progress:
         values = _sgd_ie_all(

@@ -27,7 +27,7 @@ def _dot_with(query_grads, example_grads):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("optimizer", "query", "learning_rate", "with_progress"),
+    static_argnames=("optimizer", "learning_rate", "with_progress"),
 )
 def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_progress):
     n = problem.num_examples
@@ -85,7 +85,7 @@ def tracin(
       Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`)
       and no `param_shift`.
     """
-    common.check_run(run, query)
+    query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     if not (callable(learning_rate) or isinstance(learning_rate, int | float)):
         raise TypeError(
