@@ -57,3 +57,44 @@ def test_data_fetch_bundled_and_unknown(capsys):
     assert main(["data", "fetch", "digits"]) == 0  # ships with scikit-learn
     assert main(["data", "fetch", "no-such-set"]) == 1
     assert "no-such-set" in capsys.readouterr().err
+
+
+def test_experiment_grid_writes_outputs_and_resumes(tmp_path, capsys):
+    out = tmp_path / "exp"
+    argv = [
+        "experiment",
+        "--models",
+        "logreg",
+        "--epochs",
+        "1",
+        "2",
+        "--seeds",
+        "1",
+        "--n-train",
+        "30",
+        "--n-val",
+        "20",
+        "--n-test",
+        "10",
+        "--batch-size",
+        "10",
+        "--conditions",
+        "clean",
+        "label",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    report = json.loads((out / "grid.json").read_text())
+    assert len(report["rows"]) == 4
+    row = report["rows"][0]
+    assert {"sgd_ie", "acc_sgd_ie", "dataset", "epochs"} <= set(row)
+    assert set(row["acc_sgd_ie"]) >= {"rmse", "kendall", "jaccard@10", "jaccard@70"}
+    assert "breast_cancer/logreg/label/2" in report["summary"]
+    csv_lines = (out / "summary.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 4 * 2  # header + settings x estimators
+    for png in ("metrics.png", "scatter.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0  # nothing left to run
+    assert "[" not in capsys.readouterr().err

@@ -1,0 +1,358 @@
+"""`accjax experiment`: estimators against exact retraining over a grid of settings.
+
+A setting is (data set, model, condition, seed, epochs). For each, the model is
+trained with the reference recipe, exact retraining gives the ground truth, and
+every estimator is scored by RMSE, Kendall tau and two-tailed Jaccard@p. Rows are
+written to the JSON after every setting (atomically), so an interrupted grid keeps
+what it finished and `resume=True` skips it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import accjax
+
+CONDITIONS = ("clean", "feature", "label")
+METRICS = ("rmse", "kendall", "jaccard@10", "jaccard@30", "jaccard@50", "jaccard@70")
+ESTIMATORS = ("sgd_ie", "acc_sgd_ie", "acc_nonlinear", "tracin")
+KEY = ("dataset", "model", "condition", "seed", "epochs")
+
+
+def cv_l2(x, y, seed) -> float:
+    """The reference's L2 weight: 1 / (C n), C from 5-fold LogisticRegressionCV."""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    clf = LogisticRegressionCV(cv=5, fit_intercept=False, random_state=seed)
+    with warnings.catch_warnings():  # scikit-learn's notices of future defaults
+        warnings.simplefilter("ignore", FutureWarning)
+        clf.fit(np.asarray(x), np.asarray(y))
+    return float(1.0 / (clf.C_[0] * len(y)))
+
+
+def make_problem(model: str, splits, seed: int, optimizer: str = "sgd"):
+    """The reference recipes: (problem, optimizer, learning rate, query).
+
+    mlp: 8-8 ReLU, no L2, lr 0.1 / sqrt(t + 1). logreg: L2 from `cv_l2`, lr 0.1.
+    `optimizer="adam"` swaps in optax.adam(1e-2, eps_root=1e-8) for either.
+    """
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    train = tuple(jnp.asarray(a, dtype) for a in splits.train)
+    val = tuple(jnp.asarray(a, dtype) for a in splits.val)
+    key, num_features = jax.random.PRNGKey(seed), train[0].shape[1]
+    if model == "mlp":
+        params, apply = accjax.models.mlp(key, num_features, (8, 8), dtype=dtype)
+        l2, lr = 0.0, lambda t: 0.1 / jnp.sqrt(t + 1.0)
+    elif model == "logreg":
+        params, apply = accjax.models.logistic_regression(
+            key, num_features, dtype=dtype
+        )
+        l2, lr = cv_l2(*splits.train, seed), 0.1
+    else:
+        raise ValueError(f"model must be 'mlp' or 'logreg'; got {model!r}.")
+    opt = optax.adam(1e-2, eps_root=1e-8) if optimizer == "adam" else optax.sgd(lr)
+    loss = accjax.models.binary_loss(apply)
+    problem = accjax.Problem(loss, params, train, l2=l2)
+    return problem, opt, lr, accjax.mean_loss(loss, val)
+
+
+def _estimate(name, run, query, lr):
+    if name == "sgd_ie":
+        return accjax.sgd_ie(run, query)
+    if name == "acc_sgd_ie":
+        return accjax.acc_sgd_ie(run, query)
+    if name == "acc_nonlinear":
+        return accjax.acc_sgd_ie(run, query, readout="nonlinear")
+    if name == "tracin":
+        return accjax.tracin(run, query, learning_rate=lr)
+    raise ValueError(f"unknown estimator {name!r}; expected one of {ESTIMATORS}.")
+
+
+def run_setting(
+    problem, optimizer, lr, query, *, epochs, batch_size, estimators, keep_values=False
+) -> dict:
+    """Trains, retrains exactly, scores every estimator; returns one row."""
+    run = accjax.train(problem, optimizer, batch_size=batch_size, epochs=epochs)
+    start = time.perf_counter()
+    exact = accjax.loo_retrain(run, query)
+    row = {
+        "num_steps": run.num_steps,
+        "l2": float(problem.l2),
+        "exact_std": float(np.std(exact.values)),
+        "seconds": {"exact": time.perf_counter() - start},
+    }
+    values = {"exact": np.asarray(exact.values).tolist()}
+    for name in estimators:
+        start = time.perf_counter()
+        est = _estimate(name, run, query, lr)
+        row["seconds"][name] = time.perf_counter() - start
+        row[name] = {
+            "rmse": accjax.metrics.rmse(exact, est),
+            "kendall": accjax.metrics.kendall(exact, est),
+            **{
+                f"jaccard@{p}": accjax.metrics.jaccard(exact, est, p)
+                for p in (10, 30, 50, 70)
+            },
+        }
+        values[name] = np.asarray(est.values).tolist()
+    if keep_values:
+        row["values"] = values
+    return row
+
+
+def summarize(rows, estimators) -> dict:
+    """Mean and std over seeds per (dataset, model, condition, epochs), and each
+    estimator's relative change of the mean against SGD-IE's."""
+    groups = {}
+    for r in rows:
+        key = "/".join(str(r[k]) for k in KEY if k != "seed")
+        groups.setdefault(key, []).append(r)
+    summary = {}
+    for key, sel in sorted(groups.items()):
+        cell = {"seeds": len(sel)}
+        for name in estimators:
+            cell[name] = {}
+            for m in METRICS:
+                vals = [r[name][m] for r in sel]
+                mean = float(np.mean(vals))
+                base = (
+                    float(np.mean([r["sgd_ie"][m] for r in sel]))
+                    if ("sgd_ie" in sel[0])
+                    else None
+                )
+                cell[name][m] = {
+                    "mean": mean,
+                    "std": float(np.std(vals)),
+                    "vs_sgd_ie": (mean - base) / abs(base) if base else None,
+                }
+        summary[key] = cell
+    return summary
+
+
+def _atomic(path, write) -> None:
+    """Writes through a temporary file next to `path`, then renames it."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _dump_json(path, obj, indent=None) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=indent)
+
+    _atomic(path, write)
+
+
+def write_csv(path, summary, estimators) -> None:
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(
+                [
+                    "dataset",
+                    "model",
+                    "condition",
+                    "epochs",
+                    "seeds",
+                    "estimator",
+                    *[f"{m}_{s}" for m in METRICS for s in ("mean", "std")],
+                ]
+            )
+            for key, cell in summary.items():
+                for name in estimators:
+                    w.writerow(
+                        [
+                            *key.split("/"),
+                            cell["seeds"],
+                            name,
+                            *[
+                                cell[name][m][s]
+                                for m in METRICS
+                                for s in ("mean", "std")
+                            ],
+                        ]
+                    )
+
+    _atomic(path, write)
+
+
+def plot_metrics(path, summary, estimators, epochs) -> None:
+    """Each metric against epochs, a line per estimator, a band for the seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({k.rsplit("/", 1)[0] for k in summary})
+    metrics = ("rmse", "kendall", "jaccard@10")
+    fig, axes = plt.subplots(
+        len(panels),
+        len(metrics),
+        squeeze=False,
+        figsize=(4.2 * len(metrics), 3.2 * len(panels)),
+    )
+    for i, panel in enumerate(panels):
+        es = [e for e in epochs if f"{panel}/{e}" in summary]
+        for j, m in enumerate(metrics):
+            ax = axes[i][j]
+            for name in estimators:
+                mean = np.array([summary[f"{panel}/{e}"][name][m]["mean"] for e in es])
+                std = np.array([summary[f"{panel}/{e}"][name][m]["std"] for e in es])
+                ax.plot(es, mean, marker="o", ms=3, label=name)
+                ax.fill_between(es, mean - std, mean + std, alpha=0.2)
+            if m == "rmse":
+                ax.set_yscale("log")
+            ax.set_title(f"{panel}: {m}", fontsize=9)
+            ax.set_xlabel("epochs")
+        axes[i][0].legend(fontsize=7)
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    plt.close(fig)
+
+
+def plot_scatter(path, row, title) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    exact = np.asarray(row["values"]["exact"])
+    names = [n for n in row["values"] if n != "exact"]
+    fig, axes = plt.subplots(1, len(names), squeeze=False, figsize=(4 * len(names), 4))
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.scatter(exact, row["values"][name], s=6, alpha=0.6)
+        ax.plot([exact.min(), exact.max()], [exact.min(), exact.max()], "k--", lw=0.8)
+        ax.set_xlabel("exact")
+        ax.set_title(f"{name}: tau {row[name]['kendall']:.3f}", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    plt.close(fig)
+
+
+def run_grid(
+    *,
+    datasets,
+    models,
+    conditions,
+    epochs,
+    seeds,
+    sizes,
+    batch_size=100,
+    feature_noise=0.05,
+    label_noise=0.1,
+    estimators=ESTIMATORS[:2],
+    optimizer="sgd",
+    data_dir=None,
+    out="accjax-experiment",
+    resume=False,
+    stream=None,
+) -> dict:
+    """Runs the grid; writes grid.json, summary.csv, metrics.png and scatter.png.
+
+    `sizes` is (n_train, n_val, n_test). Progress (settings done / total, time
+    left) goes to `stream` (stderr).
+    """
+    stream = sys.stderr if stream is None else stream
+    for c in conditions:
+        if c not in CONDITIONS:
+            raise ValueError(f"condition must be one of {CONDITIONS}; got {c!r}.")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "grid.json")
+    rows = []
+    if resume and os.path.exists(path):
+        with open(path) as f:
+            rows = json.load(f)["rows"]
+    done = {tuple(r[k] for k in KEY) for r in rows}
+    settings = [
+        (d, m, c, s, e)
+        for d in datasets
+        for c in conditions
+        for s in range(seeds)
+        for m in models
+        for e in epochs
+    ]
+    start, ran = time.perf_counter(), 0
+    cache = {}
+    for i, key in enumerate(settings, 1):
+        if key in done:
+            continue
+        data, model, cond, seed, e = key
+        if (data, model, cond, seed) not in cache:
+            n_train, n_val, n_test = sizes
+            splits = accjax.datasets.load(
+                data,
+                n_train=n_train,
+                n_val=n_val,
+                n_test=n_test,
+                seed=seed,
+                data_dir=data_dir,
+                feature_noise=feature_noise if cond == "feature" else 0.0,
+                label_noise=label_noise if cond == "label" else 0.0,
+            )
+            cache = {
+                (data, model, cond, seed): make_problem(model, splits, seed, optimizer)
+            }
+        row = run_setting(
+            *cache[(data, model, cond, seed)],
+            epochs=e,
+            batch_size=batch_size,
+            estimators=estimators,
+            keep_values=(seed == 0 and e == max(epochs)),
+        )
+        row.update(dict(zip(KEY, key, strict=True)))
+        rows.append(row)
+        ran += 1
+        _dump_json(path, {"rows": rows})
+        elapsed = time.perf_counter() - start
+        left = elapsed / ran * (len(settings) - i)
+        print(
+            f"[{i}/{len(settings)}] {data} {model} {cond} seed={seed} epochs={e} "
+            f"{elapsed:.0f}s elapsed, ~{left:.0f}s left",
+            file=stream,
+            flush=True,
+        )
+    summary = summarize(rows, estimators)
+    report = {
+        "setting": dict(
+            datasets=datasets,
+            models=models,
+            conditions=conditions,
+            epochs=epochs,
+            seeds=seeds,
+            sizes=list(sizes),
+            batch_size=batch_size,
+            feature_noise=feature_noise,
+            label_noise=label_noise,
+            optimizer=optimizer,
+            estimators=list(estimators),
+            dtype="float64" if jax.config.jax_enable_x64 else "float32",
+        ),
+        "rows": rows,
+        "summary": summary,
+    }
+    _dump_json(path, report, indent=1)
+    write_csv(os.path.join(out, "summary.csv"), summary, estimators)
+    plot_metrics(os.path.join(out, "metrics.png"), summary, estimators, epochs)
+    kept = [r for r in rows if "values" in r]
+    if kept:
+        r = kept[0]
+        plot_scatter(
+            os.path.join(out, "scatter.png"), r, "/".join(str(r[k]) for k in KEY)
+        )
+    return report
