@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("sgd_ie", "acc_sgd_ie", "acc_nonlinear", "tracin"),
     )
     exp.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    exp.add_argument(
+        "--l2",
+        type=float,
+        default=None,
+        help="L2 coefficient for every model (default: 0 for mlp, CV for logreg)",
+    )
     exp.add_argument("--data-dir", default=None)
     exp.add_argument("--out", default="accjax-experiment")
     exp.add_argument("--resume", action="store_true")

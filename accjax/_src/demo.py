@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import numpy as np
 import optax
 
 import accjax
+from accjax._src.files import atomic_write, dump_json
 
 
 class UsageError(ValueError):
@@ -36,18 +34,6 @@ def breast_cancer_splits(n_train: int, n_val: int, seed: int, dtype):
     return cast(splits.train), cast(splits.val)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Writes through a temporary file in the same folder, then renames."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def scatter_plot(path: Path, exact, estimates: dict, title: str) -> None:
     import matplotlib
 
@@ -67,7 +53,7 @@ def scatter_plot(path: Path, exact, estimates: dict, title: str) -> None:
         ax.set_title(f"{name}: RMSE {rmse:.2g}, tau {tau:.3f}")
     fig.suptitle(title)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -171,9 +157,7 @@ def run_demo(
         },
     }
     json_path, png_path = out / "demo.json", out / "demo.png"
-    _atomic_write(
-        json_path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1))
-    )
+    dump_json(json_path, report, indent=1)
     scatter_plot(
         png_path,
         np.asarray(exact.values),

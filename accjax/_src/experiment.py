@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 import accjax
+from accjax._src.files import atomic_write, dump_json
 
 CONDITIONS = ("clean", "feature", "label")
 METRICS = ("rmse", "kendall", "jaccard@10", "jaccard@30", "jaccard@50", "jaccard@70")
@@ -40,11 +41,12 @@ def cv_l2(x, y, seed) -> float:
     return float(1.0 / (clf.C_[0] * len(y)))
 
 
-def make_problem(model: str, splits, seed: int, optimizer: str = "sgd"):
+def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None):
     """The reference recipes: (problem, optimizer, learning rate, query).
 
     mlp: 8-8 ReLU, no L2, lr 0.1 / sqrt(t + 1). logreg: L2 from `cv_l2`, lr 0.1.
-    `optimizer="adam"` swaps in optax.adam(1e-2, eps_root=1e-8) for either.
+    `optimizer="adam"` swaps in optax.adam(1e-2, eps_root=1e-8) for either; `l2`
+    overrides the L2 coefficient of either model.
     """
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     train = tuple(jnp.asarray(a, dtype) for a in splits.train)
@@ -52,12 +54,14 @@ def make_problem(model: str, splits, seed: int, optimizer: str = "sgd"):
     key, num_features = jax.random.PRNGKey(seed), train[0].shape[1]
     if model == "mlp":
         params, apply = accjax.models.mlp(key, num_features, (8, 8), dtype=dtype)
-        l2, lr = 0.0, lambda t: 0.1 / jnp.sqrt(t + 1.0)
+        lr = lambda t: 0.1 / jnp.sqrt(t + 1.0)
+        l2 = 0.0 if l2 is None else l2
     elif model == "logreg":
         params, apply = accjax.models.logistic_regression(
             key, num_features, dtype=dtype
         )
-        l2, lr = cv_l2(*splits.train, seed), 0.1
+        lr = 0.1
+        l2 = cv_l2(*splits.train, seed) if l2 is None else l2
     else:
         raise ValueError(f"model must be 'mlp' or 'logreg'; got {model!r}.")
     opt = optax.adam(1e-2, eps_root=1e-8) if optimizer == "adam" else optax.sgd(lr)
@@ -139,25 +143,6 @@ def summarize(rows, estimators) -> dict:
     return summary
 
 
-def _atomic(path, write) -> None:
-    """Writes through a temporary file next to `path`, then renames it."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _dump_json(path, obj, indent=None) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=indent)
-
-    _atomic(path, write)
-
-
 def write_csv(path, summary, estimators) -> None:
     def write(tmp):
         with open(tmp, "w", newline="") as f:
@@ -188,7 +173,7 @@ def write_csv(path, summary, estimators) -> None:
                         ]
                     )
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def plot_metrics(path, summary, estimators, epochs) -> None:
@@ -221,7 +206,7 @@ def plot_metrics(path, summary, estimators, epochs) -> None:
             ax.set_xlabel("epochs")
         axes[i][0].legend(fontsize=7)
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
 
 
@@ -241,7 +226,7 @@ def plot_scatter(path, row, title) -> None:
         ax.set_title(f"{name}: tau {row[name]['kendall']:.3f}", fontsize=9)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
 
 
@@ -258,6 +243,7 @@ def run_grid(
     label_noise=0.1,
     estimators=ESTIMATORS[:2],
     optimizer="sgd",
+    l2=None,
     data_dir=None,
     out="accjax-experiment",
     resume=False,
@@ -306,7 +292,9 @@ def run_grid(
                 label_noise=label_noise if cond == "label" else 0.0,
             )
             cache = {
-                (data, model, cond, seed): make_problem(model, splits, seed, optimizer)
+                (data, model, cond, seed): make_problem(
+                    model, splits, seed, optimizer, l2
+                )
             }
         row = run_setting(
             *cache[(data, model, cond, seed)],
@@ -318,7 +306,7 @@ def run_grid(
         row.update(dict(zip(KEY, key, strict=True)))
         rows.append(row)
         ran += 1
-        _dump_json(path, {"rows": rows})
+        dump_json(path, {"rows": rows})
         elapsed = time.perf_counter() - start
         left = elapsed / ran * (len(settings) - i)
         print(
@@ -340,13 +328,14 @@ def run_grid(
             feature_noise=feature_noise,
             label_noise=label_noise,
             optimizer=optimizer,
+            l2=l2,
             estimators=list(estimators),
             dtype="float64" if jax.config.jax_enable_x64 else "float32",
         ),
         "rows": rows,
         "summary": summary,
     }
-    _dump_json(path, report, indent=1)
+    dump_json(path, report, indent=1)
     write_csv(os.path.join(out, "summary.csv"), summary, estimators)
     plot_metrics(os.path.join(out, "metrics.png"), summary, estimators, epochs)
     kept = [r for r in rows if "values" in r]

@@ -102,6 +102,11 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
 
 
+def mark_bad_step(bad, t, tree) -> jax.Array:
+    """Inside a scan: `t` if `tree` has a non-finite value and no step did before."""
+    return jnp.where((bad < 0) & ~all_finite(tree), t, bad).astype(bad.dtype)
+
+
 def first_false(flags) -> jax.Array:
     """Index of the first False in a bool vector, or -1 when all are True."""
     return jnp.where(jnp.all(flags), -1, jnp.argmin(flags))

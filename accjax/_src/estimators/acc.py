@@ -5,9 +5,11 @@ For the state z = (params, opt_state) and the perturbation D_k = z^{-k} - z,
     D_k <- [step(z_t, S_t, w^{-k}) - step(z_t, S_t, 1)] + J_z step(z_t, S_t, w^{-k}) D_k
 
 Targets outside S_t have w^{-k} = 1 on the batch, so their update is the
-tangent of the shared factual step: one `jax.linearize` per step, its linear
-map vmapped over all targets of the chunk. Only the targets inside S_t (at
-most min(batch_size, chunk_size) of them) need a step with their own weights.
+tangent of the shared factual step: one `jax.linearize` of the batch gradient
+per step, its linear map (the batch HVP) vmapped over all targets of the chunk.
+The targets inside S_t differ from it by their own gradient and single-example
+HVP (the batch gradient is linear in the weights), then every target goes
+through the optax update and its tangent.
 
 Differences of two steps are formed from the optax *updates* (and optimizer
 states), never from the new parameters, so they do not cancel against the
@@ -27,9 +29,9 @@ from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
 from accjax._src.problem import Influence, Run, TrainState
 from accjax._src.train import (
-    all_finite,
     batch_grad,
     init_state,
+    mark_bad_step,
     param_dtype,
     raise_if_bad_step,
 )
@@ -72,7 +74,7 @@ class _FloatView:
         ]
 
 
-def _own_terms(problem, params, row, dp, indices, in_window):
+def _own_terms(problem, params, row, dp, scale, in_window):
     """Per-target corrections of the batch gradient and its tangent.
 
     The batch gradient G(params, w) is linear in the weights, so removing k
@@ -85,11 +87,12 @@ def _own_terms(problem, params, row, dp, indices, in_window):
     batch): one single-example HVP per target, about 1/batch_size of the shared
     batch HVP, and no gathers or scatters of the state.
 
+    Args:
+      scale: `(chunk,)`, count_k / |S| (0 for targets outside the batch).
+
     Returns (primal, tangent) corrections, pytrees like params with a leading
     chunk axis.
     """
-    hits = (indices[None, :] == row[:, None]) & (row[:, None] >= 0)
-    scale = jnp.sum(hits, axis=1) / jnp.sum(indices >= 0)
 
     def grad_and_hvp(k, v):
         example = jax.tree.map(lambda a: a[jnp.maximum(k, 0)], problem.data)
@@ -116,7 +119,9 @@ def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
     grads, hvp = jax.linearize(
         lambda p: batch_grad(problem, p, indices, ones), z.params
     )
-    own_primal, own_tangent = _own_terms(problem, z.params, row, dp, indices, in_window)
+    count = jnp.sum((indices[None, :] == row[:, None]) & (row[:, None] >= 0), axis=1)
+    scale = count / jnp.sum(indices >= 0)
+    own_primal, own_tangent = _own_terms(problem, z.params, row, dp, scale, in_window)
     g_primal = jax.tree.map(lambda g, c: g[None] + c, grads, own_primal)
     g_tangent = jax.tree.map(jnp.add, jax.vmap(hvp)(dp), own_tangent)
 
@@ -131,7 +136,7 @@ def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
     out, tangent = jax.vmap(lambda g, gt, dk: jax.jvp(new_floats, (g, zf), (gt, dk)))(
         g_primal, g_tangent, d
     )
-    changed = in_window & jnp.any(indices[None, :] == row[:, None], axis=1) & (row >= 0)
+    changed = in_window & (count > 0)
     change = [
         jnp.where(changed.reshape((-1,) + (1,) * f.ndim), o - f[None], 0) + dt
         for o, f, dt in zip(out, factual, tangent, strict=True)
@@ -168,7 +173,7 @@ def _acc_chunks(
             z, d, bad = carry
             t, indices, in_window = xs
             z, d = _acc_step(problem, optimizer, view, z, d, row, indices, in_window)
-            bad = jnp.where((bad < 0) & ~all_finite(d), t, bad).astype(bad.dtype)
+            bad = mark_bad_step(bad, t, d)
             if with_progress:
                 progress_lib.tick(c * num_steps + t + 1, num_chunks * num_steps)
             return (z, d, bad), None

@@ -11,8 +11,8 @@ from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
 from accjax._src.problem import Influence, Run
 from accjax._src.train import (
-    all_finite,
     init_state,
+    mark_bad_step,
     param_dtype,
     raise_if_bad_step,
     step,
@@ -47,9 +47,7 @@ def _loo_chunks(problem, optimizer, schedule, chunks, *, query, with_progress):
             zs = jax.vmap(lambda z, w: step(problem, optimizer, z, indices, w))(
                 zs, weights
             )
-            bad = jnp.where((bad < 0) & ~all_finite(zs.params), t, bad).astype(
-                bad.dtype
-            )
+            bad = mark_bad_step(bad, t, zs.params)
             if with_progress:
                 progress_lib.tick(c * num_steps + t + 1, num_chunks * num_steps)
             return (zs, bad), None
