@@ -95,6 +95,36 @@ def test_experiment_grid_writes_outputs_and_resumes(tmp_path, capsys):
     assert len(csv_lines) == 1 + 4 * 2  # header + settings x estimators
     for png in ("metrics.png", "scatter.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
+    assert {r["l2"] for r in report["rows"]} != {0.5}  # CV-chosen by default
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 0  # nothing left to run
     assert "[" not in capsys.readouterr().err
+
+
+def test_experiment_l2_override(tmp_path):
+    out = tmp_path / "exp"
+    argv = [
+        "experiment",
+        "--models",
+        "logreg",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--n-train",
+        "20",
+        "--n-val",
+        "10",
+        "--n-test",
+        "10",
+        "--batch-size",
+        "10",
+        "--l2",
+        "0.5",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    report = json.loads((out / "grid.json").read_text())
+    assert [r["l2"] for r in report["rows"]] == [0.5]
+    assert report["setting"]["l2"] == 0.5

@@ -142,6 +142,7 @@ def _experiment(args) -> int:
             label_noise=args.label_noise,
             estimators=args.estimators,
             optimizer=args.optimizer,
+            l2=args.l2,
             data_dir=args.data_dir,
             out=args.out,
             resume=args.resume,
