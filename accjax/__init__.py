@@ -9,6 +9,9 @@ from accjax import datasets as datasets
 from accjax import metrics as metrics
 from accjax import models as models
 from accjax._src.estimators.acc import acc_sgd_ie as acc_sgd_ie
+from accjax._src.estimators.influence_function import (
+    influence_function as influence_function,
+)
 from accjax._src.estimators.loo import loo_retrain as loo_retrain
 from accjax._src.estimators.sgd_ie import sgd_ie as sgd_ie
 from accjax._src.estimators.tracin import tracin as tracin
@@ -30,6 +33,7 @@ __all__ = [
     "TrainState",
     "acc_sgd_ie",
     "datasets",
+    "influence_function",
     "loo_retrain",
     "make_schedule",
     "make_step",

@@ -9,6 +9,7 @@ def test_public_api_is_pinned():
         "TrainState",
         "acc_sgd_ie",
         "datasets",
+        "influence_function",
         "loo_retrain",
         "make_schedule",
         "make_step",

@@ -332,3 +332,27 @@ def test_tracin_matches_written_out_sum(mlp_setup):
         run, lambda p: jnp.stack([query(p), 2 * query(p)]), learning_rate=decaying_lr
     )
     np.testing.assert_allclose(vec.values[:, 1], 2 * want, rtol=1e-9, atol=1e-14)
+
+
+def test_influence_function_against_written_out_ridge():
+    problem, val = quadratic_problem(n=20, d=3, l2=0.1)
+    run = accjax.train(problem, optax.sgd(0.1), batch_size=5, epochs=30)
+    x, y = (np.asarray(a) for a in problem.data)
+    xb = np.hstack([x, np.ones((20, 1))])  # params (w, b) as one vector
+    theta = np.append(np.asarray(run.params["w"]), float(run.params["b"]))
+    hessian = xb.T @ xb / 20 + 0.1 * np.eye(4)
+    grads = xb * (xb @ theta - y)[:, None]  # per-example loss gradients
+    xv = np.hstack([np.asarray(val[0]), np.ones((5, 1))])
+
+    def query(p):  # mean validation prediction: gradient mean(xv)
+        return jnp.mean(val[0] @ p["w"] + p["b"])
+
+    want = grads @ np.linalg.solve(hessian, xv.mean(0)) / 20
+    for method in ("explicit", "cg"):
+        got = accjax.influence_function(run, query, method=method)
+        np.testing.assert_allclose(got.values, want, rtol=1e-8, atol=1e-12)
+    damped = accjax.influence_function(run, query, damping=0.5)
+    want_damped = grads @ np.linalg.solve(hessian + 0.5 * np.eye(4), xv.mean(0)) / 20
+    np.testing.assert_allclose(damped.values, want_damped, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="method"):
+        accjax.influence_function(run, query, method="lissa")

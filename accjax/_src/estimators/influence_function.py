@@ -1,0 +1,88 @@
+"""Influence functions (Koh and Liang 2017) at the final parameters."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from accjax._src.estimators import common
+from accjax._src.problem import Influence, Run
+
+
+def _objective(problem, params):
+    """The full training objective: mean loss over all n examples plus L2."""
+    losses = jax.vmap(problem.loss, in_axes=(None, 0))(params, problem.data)
+    squares = sum(jnp.vdot(p, p) for p in jax.tree.leaves(params))
+    return jnp.mean(losses) + 0.5 * problem.l2 * squares
+
+
+@functools.partial(jax.jit, static_argnames=("method", "maxiter"))
+def _influence_all(problem, params, query, damping, *, method, maxiter):
+    flat, unravel = ravel_pytree(params)
+    n = problem.num_examples
+    objective = lambda f: _objective(problem, unravel(f))
+    q = jax.eval_shape(query, params).shape
+    query_flat = lambda f: query(unravel(f))
+    u = jax.jacrev(query_flat)(flat) if q else jax.grad(query_flat)(flat)
+    u = u.reshape((-1, flat.size))  # (Q or 1, P)
+    if method == "explicit":
+        h = jax.hessian(objective)(flat) + damping * jnp.eye(
+            flat.size, dtype=flat.dtype
+        )
+        v = jnp.linalg.solve(h, u.T).T
+    else:  # conjugate gradients with Hessian-vector products
+        grad = jax.grad(objective)
+        hvp = lambda x: jax.jvp(grad, (flat,), (x,))[1] + damping * x
+        v = jax.vmap(lambda b: jax.scipy.sparse.linalg.cg(hvp, b, maxiter=maxiter)[0])(
+            u
+        )
+    example_grad = jax.grad(lambda f, example: problem.loss(unravel(f), example))
+    grads = jax.vmap(example_grad, in_axes=(None, 0))(flat, problem.data)  # (n, P)
+    values = grads @ v.T / n  # (n, Q or 1)
+    return values if q else values[:, 0]
+
+
+def influence_function(
+    run: Run,
+    query,
+    *,
+    targets=None,
+    damping: float = 0.0,
+    method: str = "explicit",
+    maxiter: int = 100,
+) -> Influence:
+    """Classic influence functions at the final parameters.
+
+    influence(k) ~ (1/n) grad f(params)^T (H + damping I)^{-1} grad loss_k(params),
+    with H the Hessian of the whole training objective (mean loss + L2) at the
+    final params: the first-order change of the objective's minimiser when k's
+    weight drops from 1 to 0. It ignores the trajectory (schedule, steps,
+    learning rates), so it describes a run trained to convergence.
+
+    Args:
+      run: from `accjax.train`; only `run.params` and the problem are used.
+      query: `f(params) -> scalar` or `(num_queries,)` vector.
+      targets: int array `(num_targets,)`; None means all.
+      damping: added to the Hessian's diagonal (needed where H is singular or
+        indefinite, e.g. for non-convex models).
+      method: "explicit" (dense Hessian, small models) or "cg" (conjugate
+        gradients with Hessian-vector products; H + damping I must be positive
+        definite).
+      maxiter: conjugate-gradient iterations.
+
+    Returns:
+      Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`).
+    """
+    query = common.check_run(run, query)
+    targets = common.check_targets(targets, run.problem.num_examples)
+    if method not in ("explicit", "cg"):
+        raise ValueError(f"`method` must be 'explicit' or 'cg'; got {method!r}.")
+    if not damping >= 0:
+        raise ValueError(f"`damping` must be >= 0; got {damping!r}.")
+    values = _influence_all(
+        run.problem, run.params, query, damping, method=method, maxiter=maxiter
+    )
+    return Influence(targets, values[targets])
