@@ -351,8 +351,10 @@ def test_influence_function_against_written_out_ridge():
     for method in ("explicit", "cg"):
         got = accjax.influence_function(run, query, method=method)
         np.testing.assert_allclose(got.values, want, rtol=1e-8, atol=1e-12)
+    lissa = accjax.influence_function(run, query, method="lissa", maxiter=2000)
+    np.testing.assert_allclose(lissa.values, want, rtol=1e-6, atol=1e-10)
     damped = accjax.influence_function(run, query, damping=0.5)
     want_damped = grads @ np.linalg.solve(hessian + 0.5 * np.eye(4), xv.mean(0)) / 20
     np.testing.assert_allclose(damped.values, want_damped, rtol=1e-8, atol=1e-12)
     with pytest.raises(ValueError, match="method"):
-        accjax.influence_function(run, query, method="lissa")
+        accjax.influence_function(run, query, method="arnoldi")

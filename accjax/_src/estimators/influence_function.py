@@ -19,8 +19,17 @@ def _objective(problem, params):
     return jnp.mean(losses) + 0.5 * problem.l2 * squares
 
 
+def _lissa(hvp, b, scale, depth):
+    """H^{-1} b by the LiSSA recursion v <- b + (I - H / scale) v, then v / scale.
+
+    Converges when every eigenvalue of H lies in (0, 2 scale).
+    """
+    body = lambda _, v: b + v - hvp(v) / scale
+    return jax.lax.fori_loop(0, depth, body, b) / scale
+
+
 @functools.partial(jax.jit, static_argnames=("method", "maxiter"))
-def _influence_all(problem, params, query, damping, *, method, maxiter):
+def _influence_all(problem, params, query, damping, scale, *, method, maxiter):
     flat, unravel = ravel_pytree(params)
     n = problem.num_examples
     objective = lambda f: _objective(problem, unravel(f))
@@ -53,6 +62,7 @@ def influence_function(
     damping: float = 0.0,
     method: str = "explicit",
     maxiter: int = 100,
+    scale: float = 10.0,
 ) -> Influence:
     """Classic influence functions at the final parameters.
 
@@ -68,21 +78,31 @@ def influence_function(
       targets: int array `(num_targets,)`; None means all.
       damping: added to the Hessian's diagonal (needed where H is singular or
         indefinite, e.g. for non-convex models).
-      method: "explicit" (dense Hessian, small models) or "cg" (conjugate
+      method: "explicit" (dense Hessian, small models), "cg" (conjugate
         gradients with Hessian-vector products; H + damping I must be positive
-        definite).
-      maxiter: conjugate-gradient iterations.
+        definite) or "lissa" (the LiSSA recursion, full-batch HVPs; the
+        eigenvalues of H + damping I must lie in (0, 2 scale)).
+      maxiter: CG iterations, or LiSSA's recursion depth.
+      scale: LiSSA's scale (above the largest eigenvalue of H + damping I).
 
     Returns:
       Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`).
     """
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
-    if method not in ("explicit", "cg"):
-        raise ValueError(f"`method` must be 'explicit' or 'cg'; got {method!r}.")
+    if method not in ("explicit", "cg", "lissa"):
+        raise ValueError(
+            f"`method` must be 'explicit', 'cg' or 'lissa'; got {method!r}."
+        )
     if not damping >= 0:
         raise ValueError(f"`damping` must be >= 0; got {damping!r}.")
     values = _influence_all(
-        run.problem, run.params, query, damping, method=method, maxiter=maxiter
+        run.problem,
+        run.params,
+        query,
+        damping,
+        scale,
+        method=method,
+        maxiter=maxiter,
     )
     return Influence(targets, values[targets])
