@@ -148,7 +148,7 @@ def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("optimizer", "linear_readout", "with_progress"),
+    static_argnames=("optimizer", "linear_readout", "with_progress", "sharding"),
 )
 def _acc_chunks(
     problem,
@@ -160,6 +160,7 @@ def _acc_chunks(
     query,
     linear_readout,
     with_progress,
+    sharding=None,
 ):
     num_chunks, size = chunks.shape
     num_steps = schedule.shape[0]
@@ -173,12 +174,14 @@ def _acc_chunks(
             z, d, bad = carry
             t, indices, in_window = xs
             z, d = _acc_step(problem, optimizer, view, z, d, row, indices, in_window)
+            d = common.shard_targets(d, sharding)
             bad = mark_bad_step(bad, t, d)
             if with_progress:
                 progress_lib.tick(c * num_steps + t + 1, num_chunks * num_steps)
             return (z, d, bad), None
 
         d0 = [jnp.zeros((size,) + x.shape, x.dtype) for x in view.floats(z0)]
+        d0 = common.shard_targets(d0, sharding)
         steps = (jnp.arange(num_steps, dtype=jnp.int32), schedule, window)
         (z, d, bad), _ = jax.lax.scan(body, (z0, d0, jnp.int32(-1)), steps)
         shift = view.params_tree(d)
@@ -239,6 +242,7 @@ def acc_sgd_ie(
     chunk_size: int | None = None,
     window=None,
     readout: str = "linear",
+    devices=None,
     progress=False,
 ) -> Influence:
     """Accumulative SGD-influence of removing each target on `query`.
@@ -263,6 +267,10 @@ def acc_sgd_ie(
         empty window gives SGD-IE's values.
       readout: "linear" for `<grad f(params_T), D_k>` (first order, the
         paper's estimator) or "nonlinear" for `f(params_T + D_k) - f(params_T)`.
+      devices: shard each chunk's targets (the perturbation state and the
+        per-target work) over these devices, e.g. `jax.devices()`; the factual
+        trajectory is replicated. The chunk size is rounded up to a multiple
+        of the device count. None: no sharding. Results do not depend on it.
       progress: True (or a label) for a progress bar on stderr, or a
         callable `(done, total)` called as the steps complete.
 
@@ -280,6 +288,10 @@ def acc_sgd_ie(
         raise ValueError(f"`readout` must be 'linear' or 'nonlinear'; got {readout!r}.")
     targets = common.check_targets(targets, run.problem.num_examples)
     size = common.check_chunk_size(chunk_size, targets.shape[0])
+    sharding = common.target_sharding(devices)
+    if sharding is not None:
+        num_devices = len(sharding.mesh.devices.flat)
+        size = -(-size // num_devices) * num_devices
     mask = window_mask(window, run.schedule.shape[0])
     with progress_lib.reporting(progress, "acc_sgd_ie") as with_progress:
         values, shift, bad = _acc_chunks(
@@ -291,6 +303,7 @@ def acc_sgd_ie(
             query=query,
             linear_readout=readout == "linear",
             with_progress=with_progress,
+            sharding=sharding,
         )
         jax.block_until_ready(values)
     raise_if_bad_step(bad, "acc_sgd_ie's perturbation", derivative=True)

@@ -68,6 +68,29 @@ def check_chunk_size(chunk_size, num_targets: int) -> int:
     return min(int(chunk_size), num_targets)
 
 
+def target_sharding(devices) -> jax.sharding.NamedSharding | None:
+    """A sharding of the leading (target) axis over `devices`; None for one device."""
+    if devices is None:
+        return None
+    devices = list(devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise ValueError(
+            f"`devices` must be a non-empty list of jax devices, e.g. jax.devices(); "
+            f"got {devices!r}."
+        )
+    if len(devices) == 1:
+        return None
+    mesh = jax.sharding.Mesh(np.array(devices), ("targets",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("targets"))
+
+
+def shard_targets(tree, sharding):
+    """Constrains every leaf's leading axis to `sharding` (no-op for None)."""
+    if sharding is None:
+        return tree
+    return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, sharding), tree)
+
+
 def chunk(targets: jax.Array, chunk_size: int) -> jax.Array:
     """Splits `(K,)` targets into `(num_chunks, chunk_size)`, padding with -1."""
     num_chunks = -(-targets.shape[0] // chunk_size)
