@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 import accjax
+from accjax._src.experiment import estimate
 from accjax._src.files import atomic_write, dump_json
 
 
@@ -57,11 +58,7 @@ def scatter_plot(path: Path, exact, estimates: dict, title: str) -> None:
     plt.close(fig)
 
 
-ESTIMATORS = {
-    "sgd_ie": (accjax.sgd_ie, {}),
-    "acc_sgd_ie": (accjax.acc_sgd_ie, {}),
-    "acc_nonlinear": (accjax.acc_sgd_ie, {"readout": "nonlinear"}),
-}
+ESTIMATORS = ("exact", "sgd_ie", "acc_sgd_ie", "acc_nonlinear")
 
 
 def run_demo(
@@ -114,12 +111,9 @@ def run_demo(
         file=stream,
     )
     results, seconds = {}, {}
-    for name, (estimator, options) in {
-        "exact": (accjax.loo_retrain, {}),
-        **ESTIMATORS,
-    }.items():
+    for name in ESTIMATORS:
         start = time.perf_counter()
-        results[name] = estimator(run, query, progress=name, **options)
+        results[name] = estimate(name, run, query, None, progress=name)
         seconds[name] = time.perf_counter() - start
     exact = results.pop("exact")
     table = accjax.metrics.compare(exact, results, jaccard_at=(10, 30))

@@ -70,15 +70,21 @@ def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None)
     return problem, opt, lr, accjax.mean_loss(loss, val)
 
 
-def _estimate(name, run, query, lr):
+def estimate(name, run, query, lr, *, progress=False):
+    """The estimator called `name` (one of ESTIMATORS, or "exact") on `run`.
+
+    `lr` is the learning rate (float or schedule), which only TracIn needs.
+    """
+    if name == "exact":
+        return accjax.loo_retrain(run, query, progress=progress)
     if name == "sgd_ie":
-        return accjax.sgd_ie(run, query)
+        return accjax.sgd_ie(run, query, progress=progress)
     if name == "acc_sgd_ie":
-        return accjax.acc_sgd_ie(run, query)
+        return accjax.acc_sgd_ie(run, query, progress=progress)
     if name == "acc_nonlinear":
-        return accjax.acc_sgd_ie(run, query, readout="nonlinear")
+        return accjax.acc_sgd_ie(run, query, readout="nonlinear", progress=progress)
     if name == "tracin":
-        return accjax.tracin(run, query, learning_rate=lr)
+        return accjax.tracin(run, query, learning_rate=lr, progress=progress)
     raise ValueError(f"unknown estimator {name!r}; expected one of {ESTIMATORS}.")
 
 
@@ -88,7 +94,7 @@ def run_setting(
     """Trains, retrains exactly, scores every estimator; returns one row."""
     run = accjax.train(problem, optimizer, batch_size=batch_size, epochs=epochs)
     start = time.perf_counter()
-    exact = accjax.loo_retrain(run, query)
+    exact = estimate("exact", run, query, lr)
     row = {
         "num_steps": run.num_steps,
         "l2": float(problem.l2),
@@ -98,7 +104,7 @@ def run_setting(
     values = {"exact": np.asarray(exact.values).tolist()}
     for name in estimators:
         start = time.perf_counter()
-        est = _estimate(name, run, query, lr)
+        est = estimate(name, run, query, lr)
         row["seconds"][name] = time.perf_counter() - start
         row[name] = {
             "rmse": accjax.metrics.rmse(exact, est),
