@@ -109,26 +109,24 @@ def mlp_setup():
     return problem, run, query, lrs_of(run.num_steps)
 
 
-def test_loo_matches_reference_loop(mlp_setup):
-    problem, run, query, lrs = mlp_setup
-    targets = np.array([0, 4, 12])
-    got = accjax.loo_retrain(run, query, targets=targets)
+def assert_matches_reference(got, reference_fn, *args, **kwargs):
+    """Values and flat param shifts of `got` equal `reference_fn(..., k)` per target."""
     flat_shift = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(
         got.param_shift
     )
-    for i, k in enumerate(targets):
-        value, shift = reference.loo(
-            problem.loss,
-            problem.params,
-            problem.data,
-            run.schedule,
-            lrs,
-            problem.l2,
-            query,
-            int(k),
-        )
+    for i, k in enumerate(np.asarray(got.targets)):
+        value, shift = reference_fn(*args, int(k), **kwargs)
         np.testing.assert_allclose(got.values[i], value, rtol=1e-9, atol=1e-13)
         np.testing.assert_allclose(flat_shift[i], shift, rtol=1e-9, atol=1e-13)
+
+
+def test_loo_matches_reference_loop(mlp_setup):
+    problem, run, query, lrs = mlp_setup
+    got = accjax.loo_retrain(run, query, targets=np.array([0, 4, 12]))
+    assert_matches_reference(
+        got, reference.loo, problem.loss, problem.params, problem.data,
+        run.schedule, lrs, problem.l2, query,
+    )  # fmt: skip
 
 
 def test_sgd_ie_matches_hara_adjoint_recursion(mlp_setup):
@@ -147,25 +145,11 @@ def test_acc_matches_reference_loop(mlp_setup, window):
     mask = None
     if window == "first-half":
         mask = np.arange(run.num_steps) < run.num_steps // 2
-    targets = np.array([1, 7, 12])
-    got = accjax.acc_sgd_ie(run, query, targets=targets, window=mask)
-    flat_shift = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(
-        got.param_shift
-    )
-    for i, k in enumerate(targets):
-        value, shift = reference.acc_forward(
-            problem.loss,
-            problem.params,
-            problem.data,
-            run.schedule,
-            lrs,
-            problem.l2,
-            query,
-            int(k),
-            window=mask,
-        )
-        np.testing.assert_allclose(got.values[i], value, rtol=1e-9, atol=1e-13)
-        np.testing.assert_allclose(flat_shift[i], shift, rtol=1e-9, atol=1e-13)
+    got = accjax.acc_sgd_ie(run, query, targets=np.array([1, 7, 12]), window=mask)
+    assert_matches_reference(
+        got, reference.acc_forward, problem.loss, problem.params, problem.data,
+        run.schedule, lrs, problem.l2, query, window=mask,
+    )  # fmt: skip
 
 
 def test_acc_differs_from_sgd_ie_on_nonlinear_model(mlp_setup):
