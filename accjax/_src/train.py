@@ -107,11 +107,6 @@ def mark_bad_step(bad, t, tree) -> jax.Array:
     return jnp.where((bad < 0) & ~all_finite(tree), t, bad).astype(bad.dtype)
 
 
-def first_false(flags) -> jax.Array:
-    """Index of the first False in a bool vector, or -1 when all are True."""
-    return jnp.where(jnp.all(flags), -1, jnp.argmin(flags))
-
-
 ADAM_HINT = (
     " With Adam-type optimizers, the derivative of sqrt(v) at v = 0 (a parameter "
     "whose gradient was exactly 0, e.g. behind a dead ReLU) is infinite: pass "
@@ -134,13 +129,17 @@ def raise_if_bad_step(bad_step, what: str, *, derivative: bool = False) -> None:
 
 @functools.partial(jax.jit, static_argnames="optimizer")
 def _train_scan(problem, optimizer, schedule):
-    def body(state, indices):
+    def body(carry, xs):
+        state, bad = carry
+        t, indices = xs
         ones = jnp.ones(indices.shape, param_dtype(state.params))
-        new = step(problem, optimizer, state, indices, ones)
-        return new, all_finite(new.params)
+        state = step(problem, optimizer, state, indices, ones)
+        return (state, mark_bad_step(bad, t, state.params)), None
 
-    state, finite = jax.lax.scan(body, init_state(problem, optimizer), schedule)
-    return state, first_false(finite)
+    steps = (jnp.arange(schedule.shape[0], dtype=jnp.int32), schedule)
+    carry = (init_state(problem, optimizer), jnp.int32(-1))
+    (state, bad_step), _ = jax.lax.scan(body, carry, steps)
+    return state, bad_step
 
 
 def train(
