@@ -8,6 +8,7 @@ helpful), negative if k was harmful.
 from accjax import datasets as datasets
 from accjax import metrics as metrics
 from accjax import models as models
+from accjax._src.cleanse import cleanse as cleanse
 from accjax._src.estimators.acc import acc_sgd_ie as acc_sgd_ie
 from accjax._src.estimators.influence_function import (
     influence_function as influence_function,
@@ -32,6 +33,7 @@ __all__ = [
     "Run",
     "TrainState",
     "acc_sgd_ie",
+    "cleanse",
     "datasets",
     "influence_function",
     "loo_retrain",

@@ -12,24 +12,32 @@ from jax.flatten_util import ravel_pytree
 
 
 def batch_objective(loss, flat, unravel, data, batch, drop, l2):
-    """(1/|S|) sum_{i in S, i != drop} loss_i + (l2/2)||theta||^2, written out."""
+    """(1/|S|) sum_{i in S, i not dropped} loss_i + (l2/2)||theta||^2, written out.
+
+    `drop` is one index (-1 for none) or a collection of indices.
+    """
+    drops = {int(drop)} if np.ndim(drop) == 0 else {int(i) for i in drop}
     rows = [int(i) for i in batch if i >= 0]
     total = 0.0
     for i in rows:
-        if i == drop:
+        if i in drops:
             continue
         example = jax.tree.map(lambda a, i=i: a[i], data)
         total = total + loss(unravel(flat), example)
     return total / len(rows) + 0.5 * l2 * jnp.dot(flat, flat)
 
 
-def trajectory(loss, params, data, schedule, lrs, l2, drop=-1):
-    """Flat parameters before every step and after the last: `(T + 1, P)`."""
+def trajectory(loss, params, data, schedule, lrs, l2, drop=-1, from_step=0):
+    """Flat parameters before every step and after the last: `(T + 1, P)`.
+
+    `drop` (one index or several) is left out of the batches from step
+    `from_step` on.
+    """
     flat, unravel = ravel_pytree(params)
     out = [flat]
     for t, batch in enumerate(np.asarray(schedule)):
         g = jax.grad(batch_objective, argnums=1)(
-            loss, flat, unravel, data, batch, drop, l2
+            loss, flat, unravel, data, batch, drop if t >= from_step else -1, l2
         )
         flat = flat - lrs[t] * g
         out.append(flat)

@@ -8,6 +8,7 @@ def test_public_api_is_pinned():
         "Run",
         "TrainState",
         "acc_sgd_ie",
+        "cleanse",
         "datasets",
         "influence_function",
         "loo_retrain",

@@ -128,3 +128,30 @@ def test_experiment_l2_override(tmp_path):
     report = json.loads((out / "grid.json").read_text())
     assert [r["l2"] for r in report["rows"]] == [0.5]
     assert report["setting"]["l2"] == 0.5
+
+
+def test_cleanse_end_to_end_small(tmp_path, capsys):
+    out = tmp_path / "cleanse"
+    args = ["cleanse", "--n-train", "60", "--n-val", "40", "--n-test", "50"]
+    args += ["--epochs", "2", "--batch-size", "20", "--seeds", "2"]
+    args += ["--remove", "1", "5", "--random-draws", "2", "--out", str(out)]
+    code = main(args)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "test error after removing" in captured.out
+    assert "recall" in captured.out and "[seed 2/2]" in captured.err
+    report = json.loads((out / "cleanse.json").read_text())
+    assert [r["seed"] for r in report["rows"]] == [0, 1]
+    summary = report["summary"]
+    assert list(summary["results"]) == ["sgd_ie", "acc_sgd_ie", "exact", "random"]
+    assert summary["remove"] == [1, 5]
+    for row in report["rows"]:  # 10 % of 60 labels flipped per seed
+        assert len(row["flipped"]) == 6 and row["replay_error"] < 1e-14
+    assert (out / "cleanse.png").read_bytes().startswith(b"\x89PNG")
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_cleanse_bad_option_is_reported(capsys, tmp_path):
+    code = main(["cleanse", "--remove", "0", "--out", str(tmp_path), "--n-train", "40"])
+    assert code == 2
+    assert "`remove`" in capsys.readouterr().err

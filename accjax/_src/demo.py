@@ -12,7 +12,7 @@ import numpy as np
 import optax
 
 import accjax
-from accjax._src.experiment import estimate
+from accjax._src.estimators.named import estimate
 from accjax._src.files import atomic_write, dump_json
 
 
@@ -113,7 +113,7 @@ def run_demo(
     results, seconds = {}, {}
     for name in ESTIMATORS:
         start = time.perf_counter()
-        results[name] = estimate(name, run, query, None, progress=name)
+        results[name] = estimate(name, run, query, progress=name)
         seconds[name] = time.perf_counter() - start
     exact = results.pop("exact")
     table = accjax.metrics.compare(exact, results, jaccard_at=(10, 30))

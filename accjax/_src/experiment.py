@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 import accjax
+from accjax._src.estimators.named import estimate
 from accjax._src.files import atomic_write, dump_json
 
 CONDITIONS = ("clean", "feature", "label")
@@ -70,31 +71,13 @@ def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None)
     return problem, opt, lr, accjax.mean_loss(loss, val)
 
 
-def estimate(name, run, query, lr, *, progress=False):
-    """The estimator called `name` (one of ESTIMATORS, or "exact") on `run`.
-
-    `lr` is the learning rate (float or schedule), which only TracIn needs.
-    """
-    if name == "exact":
-        return accjax.loo_retrain(run, query, progress=progress)
-    if name == "sgd_ie":
-        return accjax.sgd_ie(run, query, progress=progress)
-    if name == "acc_sgd_ie":
-        return accjax.acc_sgd_ie(run, query, progress=progress)
-    if name == "acc_nonlinear":
-        return accjax.acc_sgd_ie(run, query, readout="nonlinear", progress=progress)
-    if name == "tracin":
-        return accjax.tracin(run, query, learning_rate=lr, progress=progress)
-    raise ValueError(f"unknown estimator {name!r}; expected one of {ESTIMATORS}.")
-
-
 def run_setting(
     problem, optimizer, lr, query, *, epochs, batch_size, estimators, keep_values=False
 ) -> dict:
     """Trains, retrains exactly, scores every estimator; returns one row."""
     run = accjax.train(problem, optimizer, batch_size=batch_size, epochs=epochs)
     start = time.perf_counter()
-    exact = estimate("exact", run, query, lr)
+    exact = estimate("exact", run, query, learning_rate=lr)
     row = {
         "num_steps": run.num_steps,
         "l2": float(problem.l2),
@@ -104,7 +87,7 @@ def run_setting(
     values = {"exact": np.asarray(exact.values).tolist()}
     for name in estimators:
         start = time.perf_counter()
-        est = estimate(name, run, query, lr)
+        est = estimate(name, run, query, learning_rate=lr)
         row["seconds"][name] = time.perf_counter() - start
         row[name] = {
             "rmse": accjax.metrics.rmse(exact, est),

@@ -112,3 +112,53 @@ def format_table(table: Mapping[str, Mapping[str, float]], **extra_columns) -> s
         row.update({c: extra_columns[c][name] for c in extra_columns})
         lines.append(name.ljust(12) + "".join(f"{row[c]:12.4g}" for c in columns))
     return "\n".join(lines)
+
+
+def detection(influence, flipped, *, at=(10, 30, 100), num_examples=None) -> dict:
+    """How well a ranking finds known-corrupted training examples.
+
+    The ranking is `influence`'s targets from most negative (most harmful) to
+    most positive; `flipped` holds the training indices known to be corrupted.
+
+    Args:
+      influence: an `Influence`, or None for the expectation under a uniformly
+        random ranking of `num_examples` examples.
+      flipped: int array of corrupted training indices.
+      at: the counts k of examples inspected.
+      num_examples: needed when `influence` is None.
+
+    Returns:
+      `{"precision": {"k": ...}, "recall": {"k": ...}, "auc": ..., "num_flipped":
+      ...}`: precision@k (corrupted among the first k / k), recall@k (corrupted
+      among the first k / all corrupted) and the area under the recall curve
+      over k = 1..N (N ranked examples), which is (N + 1) / (2 N) for a random
+      ranking and 1 - (|F| - 1) / (2 N) for a perfect one.
+    """
+    flipped = np.unique(np.asarray(flipped, dtype=np.int64))
+    if flipped.size == 0:
+        raise ValueError("`flipped` is empty; detection needs corrupted indices.")
+    if influence is None:
+        if num_examples is None:
+            raise ValueError("pass `num_examples` for the random baseline.")
+        total, frac = int(num_examples), flipped.size / int(num_examples)
+        precision = {str(k): frac for k in at}
+        recall = {str(k): min(k, total) / total for k in at}
+        auc = (total + 1) / (2 * total)
+    else:
+        values = np.asarray(influence.values)
+        if values.ndim != 1:
+            raise ValueError(
+                f"detection needs scalar influence values; got shape {values.shape}."
+            )
+        order = np.asarray(influence.targets)[np.argsort(values, kind="stable")]
+        found = np.cumsum(np.isin(order, flipped))
+        total = order.size
+        precision = {str(k): float(found[min(k, total) - 1] / k) for k in at}
+        recall = {str(k): float(found[min(k, total) - 1] / flipped.size) for k in at}
+        auc = float(np.mean(found / flipped.size))
+    return {
+        "precision": precision,
+        "recall": recall,
+        "auc": float(auc),
+        "num_flipped": int(flipped.size),
+    }

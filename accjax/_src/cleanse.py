@@ -1,0 +1,395 @@
+"""Data cleansing: rank by influence, remove the most harmful, retrain, test.
+
+The protocol of Hara et al. (2019), which the ACC-SGD-IE paper reuses: rank the
+training examples by their estimated influence on the validation loss (most
+negative = most harmful first), remove the k first for each k, replay the same
+schedule without them (weight 0 in every batch that holds them; the batch
+denominator |S| and the L2 term unchanged, as in DESIGN.md section 2), and
+measure the test error of each retrained model.
+
+The retrainings are one `lax.scan` over the schedule with the states of many
+removal sets vmapped together. The first row removes nothing: it is the
+baseline every other row is compared with, computed by the same kernels (its
+distance to the run's own parameters is reported as `replay_error`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from accjax._src import progress as progress_lib
+from accjax._src.estimators import common
+from accjax._src.estimators.named import NAMES, estimate
+from accjax._src.metrics import detection as detect
+from accjax._src.problem import Influence, Run, TrainState, check_query
+from accjax._src.train import (
+    _train_scan,
+    init_state,
+    mark_bad_step,
+    param_dtype,
+    raise_if_bad_step,
+    step,
+)
+
+DEFAULT_REMOVE = (1, 3, 10, 30, 100)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
+def _replay(
+    problem, optimizer, schedule, start, state, keep, done, total, *, with_progress
+):
+    """Replays `schedule` from `state` (at step `start`) once per row of `keep`.
+
+    `keep` is `(R, n)`: the weight of every training example in that run (1
+    kept, 0 removed). Returns the `R` final states and the first non-finite step.
+    """
+    zs = jax.tree.map(lambda a: jnp.broadcast_to(a, keep.shape[:1] + a.shape), state)
+
+    def body(carry, xs):
+        zs, bad = carry
+        t, indices = xs
+        weights = keep[:, jnp.where(indices >= 0, indices, 0)]
+        zs = jax.vmap(lambda z, w: step(problem, optimizer, z, indices, w))(zs, weights)
+        bad = mark_bad_step(bad, t, zs.params)
+        if with_progress:
+            progress_lib.tick(done + t - start + 1, total)
+        return (zs, bad), None
+
+    steps = (start + jnp.arange(schedule.shape[0], dtype=jnp.int32), schedule)
+    (zs, bad), _ = jax.lax.scan(body, (zs, jnp.int32(-1)), steps)
+    return zs, bad
+
+
+def last_epoch_start(schedule, num_examples: int) -> int:
+    """The latest step from which the rest of `schedule` visits every example."""
+    rows = np.asarray(schedule)
+    seen = np.zeros(num_examples, bool)
+    for t in range(rows.shape[0] - 1, -1, -1):
+        seen[rows[t][rows[t] >= 0]] = True
+        if seen.all():
+            return t
+    raise ValueError(
+        "retrain='last-epoch' needs a schedule whose final steps visit every "
+        f"training example; {int((~seen).sum())} of {num_examples} never appear. "
+        "Pass retrain='all' or the first step to replay as an int."
+    )
+
+
+def _start_step(retrain, run: Run) -> int:
+    if retrain == "all":
+        return 0
+    if retrain == "last-epoch":
+        return last_epoch_start(run.schedule, run.problem.num_examples)
+    if isinstance(retrain, int | np.integer) and 0 <= retrain < run.num_steps:
+        return int(retrain)
+    raise ValueError(
+        "`retrain` must be 'all', 'last-epoch' or a step index in "
+        f"[0, {run.num_steps}); got {retrain!r}."
+    )
+
+
+def replay(
+    run: Run, keep, *, retrain="all", chunk_size=None, progress=False
+) -> TrainState:
+    """Replays `run` once per row of `keep` and returns the final states.
+
+    Args:
+      run: from `accjax.train`.
+      keep: `(R, num_examples)` example weights, 1 to keep and 0 to remove
+        (fractional weights are allowed: the objective is linear in them).
+      retrain: "all" (from the initial state), "last-epoch" (from the factual
+        state at `last_epoch_start`) or the step index to restart from.
+      chunk_size: rows retrained together (memory ~ chunk_size x state); None
+        means all at once.
+      progress: as for the estimators.
+
+    Returns:
+      A `TrainState` whose leaves have a leading axis `R`.
+    """
+    n = run.problem.num_examples
+    keep = np.asarray(keep)
+    if keep.ndim != 2 or keep.shape[1] != n:
+        raise ValueError(f"`keep` must have shape (num_runs, {n}); got {keep.shape}.")
+    start = _start_step(retrain, run)
+    size = common.check_chunk_size(chunk_size, keep.shape[0])
+    problem, optimizer = run.problem, run.optimizer
+    if start:
+        state, bad = _train_scan(problem, optimizer, run.schedule[:start])
+        raise_if_bad_step(bad, "training up to the restart step")
+    else:
+        state = init_state(problem, optimizer)
+    dtype = param_dtype(problem.params)
+    num_chunks = -(-keep.shape[0] // size)
+    padded = np.ones((num_chunks * size, n), keep.dtype)
+    padded[: keep.shape[0]] = keep
+    steps = run.num_steps - start
+    outs = []
+    with progress_lib.reporting(progress, "retrain") as with_progress:
+        for c in range(num_chunks):
+            zs, bad = _replay(
+                problem,
+                optimizer,
+                run.schedule[start:],
+                jnp.int32(start),
+                state,
+                jnp.asarray(padded[c * size : (c + 1) * size], dtype),
+                jnp.int32(c * steps),
+                jnp.int32(num_chunks * steps),
+                with_progress=with_progress,
+            )
+            raise_if_bad_step(bad, "retraining")
+            outs.append(zs)
+    return jax.tree.map(lambda *a: jnp.concatenate(a)[: keep.shape[0]], *outs)
+
+
+def ranking(influence: Influence) -> np.ndarray:
+    """Training indices from most harmful (most negative) to most helpful."""
+    values = np.asarray(influence.values)
+    if values.ndim != 1:
+        raise ValueError(
+            "cleansing ranks by a scalar query; got influence values of shape "
+            f"{values.shape}."
+        )
+    return np.asarray(influence.targets)[np.argsort(values, kind="stable")]
+
+
+def _check_tests(test, params) -> dict[str, Callable]:
+    tests = dict(test) if isinstance(test, Mapping) else {"test": test}
+    if not tests:
+        raise ValueError("`test` is empty; pass f(params) -> scalar or a dict of them.")
+    for name, fn in tests.items():
+        if check_query(fn, params) != ():
+            raise ValueError(f"`test[{name!r}](params)` must return a scalar.")
+    return tests
+
+
+def check_remove(remove, limit: int) -> tuple[int, ...]:
+    ks = tuple(int(k) for k in remove)
+    if not ks or any(k < 1 or k > limit for k in ks) or len(set(ks)) != len(ks):
+        raise ValueError(
+            f"`remove` must list distinct counts in [1, {limit}] (the number of "
+            f"examples ranked); got {tuple(remove)!r}."
+        )
+    return tuple(sorted(ks))
+
+
+def _influences(estimator, run, query, learning_rate, progress) -> dict:
+    if isinstance(estimator, str | Influence):
+        estimator = [estimator]
+    if not isinstance(estimator, Mapping):
+        items = []
+        for e in estimator:
+            if not isinstance(e, str):
+                raise TypeError(
+                    "`estimator` given as a list must hold names; label "
+                    "precomputed Influences with a dict {name: Influence}."
+                )
+            items.append((e, e))
+        estimator = dict(items)
+    out = {}
+    for label, e in estimator.items():
+        if isinstance(e, Influence):
+            out[label] = e
+        elif e in NAMES:
+            out[label] = estimate(
+                e,
+                run,
+                query,
+                learning_rate=learning_rate,
+                progress=label if progress else False,
+            )
+        else:
+            raise ValueError(
+                f"`estimator` {e!r} is neither an Influence nor one of {NAMES}."
+            )
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Cleansing:
+    """What `cleanse` measured.
+
+    Attributes:
+      remove: the counts k, ascending.
+      baseline: test metrics of the model retrained with nothing removed.
+      results: ranking name -> metric name -> array `(draws, len(remove))`; one
+        draw for an estimator's ranking, `random_draws` for "random".
+      rankings: estimator name -> training indices, most harmful first.
+      start_step: the step the retrainings restarted from (0 for "all").
+      replay_error: max |params| difference between the no-removal replay and
+        the run's own parameters (rounding only).
+      detection: when `flipped` was given, ranking name -> `metrics.detection`.
+    """
+
+    remove: tuple[int, ...]
+    baseline: dict
+    results: dict
+    rankings: dict
+    start_step: int
+    replay_error: float
+    detection: dict | None = None
+
+    def table(self) -> str:
+        """One block per test metric: k down, rankings across (random: mean +- std)."""
+        lines = []
+        names = list(self.results)
+        for metric, base in self.baseline.items():
+            lines.append(
+                f"{metric} after removing the k most harmful "
+                f"(nothing removed: {base:.4g})"
+            )
+            lines.append(f"{'k':>6}" + "".join(f"{n:>18}" for n in names))
+            for j, k in enumerate(self.remove):
+                cells = []
+                for n in names:
+                    v = self.results[n][metric][:, j]
+                    cells.append(
+                        f"{v.mean():.4g} +- {v.std():.2g}"
+                        if v.size > 1
+                        else f"{v[0]:.4g}"
+                    )
+                lines.append(f"{k:>6}" + "".join(f"{c:>18}" for c in cells))
+            lines.append("")
+        if self.detection:
+            lines.append("flipped labels found among the k most harmful (recall)")
+            lines.append(f"{'k':>6}" + "".join(f"{n:>18}" for n in self.detection))
+            for k in self.remove:
+                lines.append(
+                    f"{k:>6}"
+                    + "".join(
+                        f"{d['recall'][str(k)]:>18.3f}" for d in self.detection.values()
+                    )
+                )
+            lines.append(
+                f"{'auc':>6}"
+                + "".join(f"{d['auc']:>18.3f}" for d in self.detection.values())
+            )
+        return "\n".join(lines).rstrip()
+
+    def to_dict(self) -> dict:
+        """JSON-ready: arrays as lists."""
+        return {
+            "remove": list(self.remove),
+            "baseline": self.baseline,
+            "results": {
+                n: {m: v.tolist() for m, v in r.items()}
+                for n, r in self.results.items()
+            },
+            "rankings": {n: r.tolist() for n, r in self.rankings.items()},
+            "start_step": self.start_step,
+            "replay_error": self.replay_error,
+            "detection": self.detection,
+        }
+
+
+def cleanse(
+    run: Run,
+    query,
+    *,
+    test,
+    estimator="acc_sgd_ie",
+    remove=DEFAULT_REMOVE,
+    retrain="all",
+    random_draws: int = 5,
+    seed: int = 0,
+    flipped=None,
+    learning_rate=None,
+    chunk_size: int | None = None,
+    progress=False,
+) -> Cleansing:
+    """Removes the most harmful training examples and retrains (data cleansing).
+
+    For each ranking (each estimator's, and `random_draws` random orders) and
+    each k in `remove`, replays the run without the k first examples of the
+    ranking and evaluates `test` on the result. All retrainings of a call share
+    one vmapped scan (split by `chunk_size`).
+
+    Args:
+      run: from `accjax.train`.
+      query: the validation objective the influence is taken on, e.g.
+        `accjax.mean_loss(loss, val_data)`.
+      test: `f(params) -> scalar`, or a dict name -> such functions, e.g.
+        `{"error": accjax.mean_loss(accjax.models.binary_error(apply), test),
+        "loss": accjax.mean_loss(loss, test)}`.
+      estimator: an estimator name (one of "exact", "sgd_ie", "acc_sgd_ie",
+        "acc_nonlinear", "tracin", "influence_function"), an `Influence`
+        already computed for `query`, a list of names, or a dict label -> name
+        or Influence.
+      remove: the counts k of removed examples.
+      retrain: "all" (replay from the initial parameters), "last-epoch"
+        (restart from the factual state at the start of the final epoch, see
+        `last_epoch_start`), or the step index to restart from.
+      random_draws: random rankings for the baseline (0 for none); draw d is
+        `np.random.RandomState([seed, d]).permutation(n)`.
+      seed: seed of the random rankings.
+      flipped: optional indices of training examples known to be corrupted
+        (e.g. `splits.info["flipped"]`): adds `metrics.detection` per ranking.
+      learning_rate: the run's learning rate (float or schedule), for "tracin".
+      chunk_size: retrainings vmapped together (memory ~ chunk_size x state).
+      progress: as for the estimators.
+
+    Returns:
+      A `Cleansing` (`.table()` renders it, `.to_dict()` for JSON).
+    """
+    query = common.check_run(run, query)
+    tests = _check_tests(test, run.problem.params)
+    n = run.problem.num_examples
+    if not isinstance(random_draws, int | np.integer) or random_draws < 0:
+        raise ValueError(f"`random_draws` must be an int >= 0; got {random_draws!r}.")
+    start = _start_step(retrain, run)
+    ks = check_remove(remove, n)
+    influences = _influences(estimator, run, query, learning_rate, progress)
+    rankings = {name: ranking(inf) for name, inf in influences.items()}
+    ks = check_remove(ks, min(len(r) for r in rankings.values()))
+    orders = dict(rankings)
+    for d in range(random_draws):
+        orders[f"random/{d}"] = np.random.RandomState([seed, d]).permutation(n)
+    keep = [np.ones(n)]
+    for order in orders.values():
+        for k in ks:
+            row = np.ones(n)
+            row[order[:k]] = 0.0
+            keep.append(row)
+    zs = replay(
+        run, np.stack(keep), retrain=start, chunk_size=chunk_size, progress=progress
+    )
+    scores = {
+        name: np.asarray(jax.jit(jax.vmap(fn))(zs.params), np.float64)
+        for name, fn in tests.items()
+    }
+    baseline = {name: float(v[0]) for name, v in scores.items()}
+    results = {}
+    for i, name in enumerate(orders):
+        rows = slice(1 + i * len(ks), 1 + (i + 1) * len(ks))
+        key = "random" if name.startswith("random/") else name
+        for metric, v in scores.items():
+            results.setdefault(key, {}).setdefault(metric, []).append(v[rows])
+    results = {n_: {m: np.stack(v) for m, v in r.items()} for n_, r in results.items()}
+    replay_error = max(
+        float(jnp.max(jnp.abs(a[0] - b)))
+        for a, b in zip(
+            jax.tree.leaves(zs.params), jax.tree.leaves(run.params), strict=True
+        )
+    )
+    detection = None
+    if flipped is not None:
+        detection = {
+            name: detect(inf, flipped, at=ks, num_examples=n)
+            for name, inf in influences.items()
+        }
+        detection["random"] = detect(None, flipped, at=ks, num_examples=n)
+    return Cleansing(
+        remove=ks,
+        baseline=baseline,
+        results=results,
+        rankings=rankings,
+        start_step=start,
+        replay_error=replay_error,
+        detection=detection,
+    )

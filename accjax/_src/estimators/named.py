@@ -1,0 +1,49 @@
+"""The estimators by name: one place for the CLI, the experiment and cleansing."""
+
+from __future__ import annotations
+
+from accjax._src.estimators.acc import acc_sgd_ie
+from accjax._src.estimators.influence_function import influence_function
+from accjax._src.estimators.loo import loo_retrain
+from accjax._src.estimators.sgd_ie import sgd_ie
+from accjax._src.estimators.tracin import tracin
+from accjax._src.problem import Influence, Run
+
+NAMES = (
+    "exact",
+    "sgd_ie",
+    "acc_sgd_ie",
+    "acc_nonlinear",
+    "tracin",
+    "influence_function",
+)
+
+
+def estimate(
+    name: str, run: Run, query, *, learning_rate=None, progress=False
+) -> Influence:
+    """The estimator called `name` on every training example of `run`.
+
+    "exact" is `loo_retrain`, "acc_nonlinear" is `acc_sgd_ie(readout=
+    "nonlinear")`, "influence_function" uses damping 1e-3 with conjugate
+    gradients. `learning_rate` (float or optax schedule) is needed by "tracin"
+    only.
+    """
+    if name == "exact":
+        return loo_retrain(run, query, progress=progress)
+    if name == "sgd_ie":
+        return sgd_ie(run, query, progress=progress)
+    if name == "acc_sgd_ie":
+        return acc_sgd_ie(run, query, progress=progress)
+    if name == "acc_nonlinear":
+        return acc_sgd_ie(run, query, readout="nonlinear", progress=progress)
+    if name == "tracin":
+        if learning_rate is None:
+            raise ValueError(
+                "estimator 'tracin' needs `learning_rate` (the float or optax "
+                "schedule the run was trained with)."
+            )
+        return tracin(run, query, learning_rate=learning_rate, progress=progress)
+    if name == "influence_function":
+        return influence_function(run, query, damping=1e-3, method="cg")
+    raise ValueError(f"unknown estimator {name!r}; expected one of {NAMES}.")

@@ -1,0 +1,144 @@
+"""The data-cleansing study (paper-notes 4.2, 5) through `accjax cleanse`'s runner.
+
+    python bench/cleansing.py                         # every setting below
+    python bench/cleansing.py --only adult-mlp --seeds 1
+    python bench/cleansing.py --quick                 # small sizes, a smoke run
+
+For each setting: train with the reference recipe, rank the training examples
+by each estimator's influence on the validation loss, remove the k most harmful,
+retrain with the same schedule ("all": from the initial parameters), and measure
+the test misclassification rate, beside random removal (5 draws) and the
+exact-retraining ranking. Writes, under --out (bench-out/cleansing):
+<setting>/cleanse.json and cleanse.png per setting, then summary.json (settings,
+summaries, seconds and peak memory) and cleansing.png (test error against k, a
+panel per setting, band = min..max over seeds).
+
+float32, as a user would run it (rankings, not 1e-10 agreement, matter here).
+The sizes are subsets that fit a 2-core CPU: full ACC costs n x (steps) batch
+HVPs, see docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+SETTINGS = {
+    # MNIST 1 vs 7, the reference MLP 8-8, lr 0.1/sqrt(t+1), batch 100.
+    "mnist-mlp": dict(
+        dataset="mnist",
+        model="mlp",
+        sizes=(2000, 1000, 4000),
+        epochs=20,
+        batch_size=100,
+        label_noise=0.0,
+        remove=(1, 3, 10, 30, 100, 300),
+    ),
+    # Adult with 10 % of the training labels flipped: cleansing and detection.
+    "adult-mlp": dict(
+        dataset="adult",
+        model="mlp",
+        sizes=(2000, 1000, 4000),
+        epochs=20,
+        batch_size=100,
+        label_noise=0.1,
+        remove=(1, 3, 10, 30, 100, 200, 300),
+    ),
+    "adult-logreg": dict(
+        dataset="adult",
+        model="logreg",
+        sizes=(2000, 1000, 4000),
+        epochs=20,
+        batch_size=100,
+        label_noise=0.1,
+        remove=(1, 3, 10, 30, 100, 200, 300),
+    ),
+}
+QUICK = dict(sizes=(300, 200, 500), epochs=5, remove=(1, 3, 10, 30))
+
+
+def plot_panels(path, summaries) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from accjax._src.files import atomic_write
+
+    fig, axes = plt.subplots(
+        1, len(summaries), squeeze=False, figsize=(4.6 * len(summaries), 3.8)
+    )
+    for ax, (name, s) in zip(axes[0], summaries.items(), strict=True):
+        ks = np.asarray(s["remove"])
+        for est, cell in s["results"].items():
+            r = cell["error"]
+            ax.plot(ks, r["mean"], marker="o", ms=3, label=est)
+            if s["seeds"] > 1:
+                ax.fill_between(ks, r["min"], r["max"], alpha=0.12)
+        ax.axhline(s["baseline"]["error"]["mean"], color="k", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("k removed")
+        ax.set_title(f"{name} ({s['seeds']} seeds)", fontsize=9)
+    axes[0][0].set_ylabel("test misclassification rate")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(SETTINGS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--estimators", nargs="+", default=["sgd_ie", "acc_sgd_ie", "exact"]
+    )
+    parser.add_argument("--retrain", default="all")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="bench-out/cleansing")
+    args = parser.parse_args(argv)
+
+    from accjax._src.cleanse_experiment import format_summary, run_cleansing
+    from accjax._src.files import dump_json
+
+    names = args.only or list(SETTINGS)
+    path = os.path.join(args.out, "summary.json")
+    report = {}
+    if os.path.exists(path):  # keep the other settings of an earlier run
+        with open(path) as f:
+            report = json.load(f)
+    for name in names:
+        setting = dict(SETTINGS[name], **(QUICK if args.quick else {}))
+        start = time.perf_counter()
+        out = run_cleansing(
+            **setting,
+            seeds=args.seeds,
+            estimators=args.estimators,
+            retrain=args.retrain,
+            data_dir=args.data_dir,
+            out=os.path.join(args.out, name),
+        )
+        print(f"== {name}\n{format_summary(out['summary'])}\n", flush=True)
+        report[name] = {
+            "setting": out["setting"],
+            "summary": out["summary"],
+            "seconds": [r["seconds"] for r in out["rows"]],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in out["rows"]),
+            "wall_s": time.perf_counter() - start,
+        }
+        dump_json(path, report, indent=1)
+    plot_panels(
+        os.path.join(args.out, "cleansing.png"),
+        {n: r["summary"] for n, r in report.items()},
+    )
+    print(f"wrote {path} and {os.path.join(args.out, 'cleansing.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

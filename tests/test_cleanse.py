@@ -1,0 +1,171 @@
+"""Data cleansing: removal and retraining against plain loops; the ranking logic."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import accjax
+from accjax._src import cleanse as cleanse_lib
+from tests import reference
+from tests.test_estimators import decaying_lr, lrs_of, tanh_mlp_problem
+
+
+@pytest.fixture(scope="module")
+def setting():
+    problem, val, apply = tanh_mlp_problem(n=13)
+    run = accjax.train(problem, optax.sgd(decaying_lr), batch_size=4, epochs=3)
+    query = accjax.mean_loss(problem.loss, val)
+    return problem, run, query, val, apply
+
+
+def test_removing_nothing_reproduces_the_model(setting):
+    _, run, *_ = setting
+    for retrain in ("all", "last-epoch"):
+        zs = cleanse_lib.replay(run, np.ones((1, 13)), retrain=retrain)
+        for a, b in zip(
+            jax.tree.leaves(zs.params), jax.tree.leaves(run.params), strict=True
+        ):
+            # The vmapped replay may round differently from the plain scan.
+            np.testing.assert_allclose(a[0], b, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("retrain", ["all", "last-epoch", 5])
+def test_removing_k_equals_plain_retraining_without_them(setting, retrain):
+    problem, run, *_ = setting
+    removed = [[3], [0, 7, 12], [1, 2, 4, 5, 6]]
+    keep = np.ones((len(removed), 13))
+    for row, r in zip(keep, removed, strict=True):
+        row[r] = 0.0
+    zs = cleanse_lib.replay(run, keep, retrain=retrain, chunk_size=2)
+    start = cleanse_lib._start_step(retrain, run)
+    lrs = lrs_of(run.num_steps)
+    for i, r in enumerate(removed):
+        thetas, unravel = reference.trajectory(
+            problem.loss,
+            problem.params,
+            problem.data,
+            run.schedule,
+            lrs,
+            problem.l2,
+            drop=r,
+            from_step=start,
+        )
+        row = jax.tree.map(lambda a, i=i: a[i], zs.params)
+        got = jax.flatten_util.ravel_pytree(row)[0]
+        np.testing.assert_allclose(got, thetas[-1], rtol=1e-11, atol=1e-13)
+
+
+def test_last_epoch_start_is_the_final_epoch():
+    schedule = accjax.make_schedule(13, 4, 3)  # 4 steps per epoch
+    assert cleanse_lib.last_epoch_start(schedule, 13) == 8
+    with pytest.raises(ValueError, match="never appear"):
+        cleanse_lib.last_epoch_start(np.array([[0, 1], [1, 0]]), 3)
+
+
+def test_cleanse_removes_the_most_negative_and_scores_each_k(setting):
+    problem, run, query, val, apply = setting
+    test = {
+        "loss": accjax.mean_loss(problem.loss, val),
+        "error": accjax.mean_loss(accjax.models.binary_error(apply), val),
+    }
+    exact = accjax.loo_retrain(run, query)
+    result = accjax.cleanse(
+        run,
+        query,
+        test=test,
+        estimator={"exact": exact, "sgd": "sgd_ie"},
+        remove=[4, 1],
+        random_draws=3,
+        seed=7,
+        flipped=[0, 5],
+    )
+    assert result.remove == (1, 4)
+    order = np.argsort(np.asarray(exact.values), kind="stable")
+    np.testing.assert_array_equal(result.rankings["exact"], order)
+    # k = 1 by exact influence is leave-one-out itself: loss change = values[k].
+    loss0 = float(test["loss"](run.params))
+    np.testing.assert_allclose(result.baseline["loss"], loss0, rtol=1e-12)
+    np.testing.assert_allclose(
+        result.results["exact"]["loss"][0, 0] - loss0,
+        float(exact.values[order[0]]),
+        rtol=1e-9,
+    )
+    # k = 4: a plain loop without the four most harmful.
+    lrs = lrs_of(run.num_steps)
+    thetas, unravel = reference.trajectory(
+        problem.loss,
+        problem.params,
+        problem.data,
+        run.schedule,
+        lrs,
+        problem.l2,
+        drop=order[:4],
+    )
+    np.testing.assert_allclose(
+        result.results["exact"]["error"][0, 1],
+        float(test["error"](unravel(thetas[-1]))),
+    )
+    np.testing.assert_allclose(
+        result.results["exact"]["loss"][0, 1],
+        float(test["loss"](unravel(thetas[-1]))),
+        rtol=1e-10,
+    )
+    assert result.results["random"]["loss"].shape == (3, 2)
+    perm = np.random.RandomState([7, 2]).permutation(13)
+    thetas, unravel = reference.trajectory(
+        problem.loss,
+        problem.params,
+        problem.data,
+        run.schedule,
+        lrs,
+        problem.l2,
+        drop=perm[:1],
+    )
+    np.testing.assert_allclose(
+        result.results["random"]["loss"][2, 0],
+        float(test["loss"](unravel(thetas[-1]))),
+        rtol=1e-10,
+    )
+    assert result.replay_error < 1e-12
+    assert set(result.detection) == {"exact", "sgd", "random"}
+    table = result.table()
+    assert "loss after removing" in table and "random" in table
+    assert result.to_dict()["remove"] == [1, 4]
+
+
+def test_detection_counts_flipped_among_the_first_k():
+    inf = accjax.Influence(
+        targets=jnp.arange(6), values=jnp.array([0.3, -2.0, 0.1, -1.0, 0.0, -0.5])
+    )
+    # order: 1, 3, 5, 4, 2, 0
+    d = accjax.metrics.detection(inf, [3, 0], at=(1, 2, 6))
+    assert d["precision"] == {"1": 0.0, "2": 0.5, "6": 2 / 6}
+    assert d["recall"] == {"1": 0.0, "2": 0.5, "6": 1.0}
+    np.testing.assert_allclose(d["auc"], np.mean([0, 0.5, 0.5, 0.5, 0.5, 1.0]))
+    r = accjax.metrics.detection(None, [3, 0], at=(3,), num_examples=6)
+    assert r["precision"] == {"3": 2 / 6} and r["recall"] == {"3": 0.5}
+    np.testing.assert_allclose(r["auc"], 7 / 12)
+    perfect = accjax.Influence(jnp.arange(6), jnp.array([-1.0, 0, 0, -2, 0, 0]))
+    p = accjax.metrics.detection(perfect, [3, 0], at=(2,))
+    np.testing.assert_allclose(p["auc"], 1 - (2 - 1) / (2 * 6))
+
+
+def test_cleanse_rejects_bad_input(setting):
+    problem, run, query, val, _ = setting
+    test = accjax.mean_loss(problem.loss, val)
+    with pytest.raises(ValueError, match="`remove`"):
+        accjax.cleanse(run, query, test=test, estimator="sgd_ie", remove=[0])
+    with pytest.raises(ValueError, match="`remove`"):
+        accjax.cleanse(run, query, test=test, estimator="sgd_ie", remove=[14])
+    with pytest.raises(ValueError, match="`retrain`"):
+        accjax.cleanse(run, query, test=test, estimator="sgd_ie", retrain="first")
+    with pytest.raises(ValueError, match="neither an Influence"):
+        accjax.cleanse(run, query, test=test, estimator="nope", remove=[1])
+    with pytest.raises(ValueError, match="learning_rate"):
+        accjax.cleanse(run, query, test=test, estimator="tracin", remove=[1])
+    with pytest.raises(ValueError, match="scalar"):
+        accjax.cleanse(run, query, test=lambda p: jnp.ones(2), remove=[1])
+    with pytest.raises(ValueError, match="keep"):
+        cleanse_lib.replay(run, np.ones(13))
