@@ -9,6 +9,7 @@ from accjax import datasets as datasets
 from accjax import metrics as metrics
 from accjax import models as models
 from accjax._src.cleanse import cleanse as cleanse
+from accjax._src.cleanse import subset_retrain as subset_retrain
 from accjax._src.estimators.acc import acc_sgd_ie as acc_sgd_ie
 from accjax._src.estimators.influence_function import (
     influence_function as influence_function,
@@ -43,6 +44,7 @@ __all__ = [
     "metrics",
     "models",
     "sgd_ie",
+    "subset_retrain",
     "tracin",
     "train",
 ]

@@ -5,6 +5,7 @@ from accjax._src.metrics import detection as detection
 from accjax._src.metrics import format_table as format_table
 from accjax._src.metrics import jaccard as jaccard
 from accjax._src.metrics import kendall as kendall
+from accjax._src.metrics import lds as lds
 from accjax._src.metrics import pearson as pearson
 from accjax._src.metrics import rmse as rmse
 from accjax._src.metrics import spearman as spearman
@@ -15,6 +16,7 @@ __all__ = [
     "format_table",
     "jaccard",
     "kendall",
+    "lds",
     "pearson",
     "rmse",
     "spearman",

@@ -3,13 +3,21 @@
 from accjax._src.models import binary_cross_entropy as binary_cross_entropy
 from accjax._src.models import binary_error as binary_error
 from accjax._src.models import binary_loss as binary_loss
+from accjax._src.models import cnn as cnn
 from accjax._src.models import logistic_regression as logistic_regression
 from accjax._src.models import mlp as mlp
+from accjax._src.models import multiclass_error as multiclass_error
+from accjax._src.models import multiclass_loss as multiclass_loss
+from accjax._src.models import softmax_cross_entropy as softmax_cross_entropy
 
 __all__ = [
     "binary_cross_entropy",
     "binary_error",
     "binary_loss",
+    "cnn",
     "logistic_regression",
     "mlp",
+    "multiclass_error",
+    "multiclass_loss",
+    "softmax_cross_entropy",
 ]

@@ -18,6 +18,7 @@ def test_public_api_is_pinned():
         "metrics",
         "models",
         "sgd_ie",
+        "subset_retrain",
         "tracin",
         "train",
     ]

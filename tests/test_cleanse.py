@@ -169,3 +169,52 @@ def test_cleanse_rejects_bad_input(setting):
         accjax.cleanse(run, query, test=lambda p: jnp.ones(2), remove=[1])
     with pytest.raises(ValueError, match="keep"):
         cleanse_lib.replay(run, np.ones(13))
+
+
+def test_subset_retrain_matches_plain_retraining(setting):
+    problem, run, query, val, _ = setting
+    subsets = accjax.subset_retrain(run, query, num_subsets=3, fraction=0.7, seed=4)
+    assert subsets.removed.shape == (3, 13) and subsets.values.shape == (3,)
+    assert (subsets.removed.sum(1) == 13 - round(0.7 * 13)).all()
+    lrs = lrs_of(run.num_steps)
+    full, unravel = reference.trajectory(
+        problem.loss, problem.params, problem.data, run.schedule, lrs, problem.l2
+    )
+    for j in range(3):
+        gone = np.flatnonzero(subsets.removed[j])
+        np.testing.assert_array_equal(
+            np.sort(np.random.RandomState([4, j]).permutation(13)[9:]), gone
+        )
+        thetas, _ = reference.trajectory(
+            problem.loss, problem.params, problem.data, run.schedule, lrs,
+            problem.l2, drop=gone,
+        )  # fmt: skip
+        want = float(query(unravel(thetas[-1])) - query(unravel(full[-1])))
+        np.testing.assert_allclose(subsets.values[j], want, rtol=1e-9, atol=1e-13)
+
+
+def test_lds_is_the_spearman_of_summed_influence():
+    removed = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1]], bool)
+    inf = accjax.Influence(jnp.array([2, 0, 1]), jnp.array([0.5, -1.0, 2.0]))
+    # by example: v = [-1.0, 2.0, 0.5]; predicted = [-1.0, 2.5, 1.0, 0.5]
+    actual = np.array([0.1, 0.9, 0.4, 0.3])  # same order: score 1
+    subsets = cleanse_lib.Subsets(removed, actual)
+    assert accjax.metrics.lds(inf, subsets) == pytest.approx(1.0)
+    actual = np.array([0.1, 0.9, 0.3, 0.4])  # ranks 1,4,2,3 vs 1,4,3,2: rho 0.8
+    assert accjax.metrics.lds(inf, cleanse_lib.Subsets(removed, actual)) == (
+        pytest.approx(0.8)
+    )
+    two = cleanse_lib.Subsets(removed, np.stack([actual, -actual], 1))
+    vec = accjax.Influence(inf.targets, jnp.stack([inf.values, inf.values], 1))
+    assert accjax.metrics.lds(vec, two) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="every training example"):
+        accjax.metrics.lds(accjax.Influence(jnp.array([0]), jnp.array([1.0])), subsets)
+
+
+def test_exact_influence_predicts_small_group_removal(setting):
+    _, run, query, *_ = setting
+    subsets = accjax.subset_retrain(run, query, num_subsets=20, fraction=0.85)
+    exact = accjax.loo_retrain(run, query)
+    noise = accjax.Influence(exact.targets, jnp.asarray(np.random.randn(13)))
+    assert accjax.metrics.lds(exact, subsets) > 0.8
+    assert accjax.metrics.lds(noise, subsets) < 0.6

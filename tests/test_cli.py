@@ -89,7 +89,8 @@ def test_experiment_grid_writes_outputs_and_resumes(tmp_path, capsys):
     assert len(report["rows"]) == 4
     row = report["rows"][0]
     assert {"sgd_ie", "acc_sgd_ie", "dataset", "epochs"} <= set(row)
-    assert set(row["acc_sgd_ie"]) >= {"rmse", "kendall", "jaccard@10", "jaccard@70"}
+    assert set(row["acc_sgd_ie"]) >= {"rmse", "kendall", "jaccard@10", "lds"}
+    assert -1 <= row["acc_sgd_ie"]["lds"] <= 1
     assert "breast_cancer/logreg/label/2" in report["summary"]
     csv_lines = (out / "summary.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 4 * 2  # header + settings x estimators
@@ -121,11 +122,16 @@ def test_experiment_l2_override(tmp_path):
         "10",
         "--l2",
         "0.5",
+        "--estimators",
+        "sgd_ie",
+        "tracin",
+        "influence_function",
         "--out",
         str(out),
     ]
     assert main(argv) == 0
     report = json.loads((out / "grid.json").read_text())
+    assert {"tracin", "influence_function"} <= set(report["rows"][0])
     assert [r["l2"] for r in report["rows"]] == [0.5]
     assert report["setting"]["l2"] == 0.5
 

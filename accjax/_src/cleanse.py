@@ -1,4 +1,9 @@
-"""Data cleansing: rank by influence, remove the most harmful, retrain, test.
+"""Retraining without groups of examples: data cleansing and LDS subsets.
+
+`replay` retrains a run once per row of example weights, all rows vmapped in one
+`lax.scan` over the schedule. Two users:
+
+Data cleansing (`cleanse`): rank by influence, remove the most harmful, retrain, test.
 
 The protocol of Hara et al. (2019), which the ACC-SGD-IE paper reuses: rank the
 training examples by their estimated influence on the validation loss (most
@@ -7,8 +12,11 @@ schedule without them (weight 0 in every batch that holds them; the batch
 denominator |S| and the L2 term unchanged, as in DESIGN.md section 2), and
 measure the test error of each retrained model.
 
-The retrainings are one `lax.scan` over the schedule with the states of many
-removal sets vmapped together. The first row removes nothing: it is the
+The linear datamodeling score (`subset_retrain`, then `metrics.lds`): retrain on
+random subsets and compare the actual change of the query with the sum of the
+removed examples' influences.
+
+The first row of every `replay` batch built here removes nothing: it is the
 baseline every other row is compared with, computed by the same kernels (its
 distance to the run's own parameters is reported as `replay_error`).
 """
@@ -18,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -393,3 +402,55 @@ def cleanse(
         replay_error=replay_error,
         detection=detection,
     )
+
+
+class Subsets(NamedTuple):
+    """Retrainings on random subsets, the ground truth of `metrics.lds`.
+
+    Attributes:
+      removed: bool `(num_subsets, num_examples)`, True where an example was
+        left out.
+      values: `f(params trained without them) - f(params)`, `(num_subsets,)` or
+        `(num_subsets, num_queries)`, the baseline being the no-removal replay.
+    """
+
+    removed: np.ndarray
+    values: np.ndarray
+
+
+def subset_retrain(
+    run: Run,
+    query,
+    *,
+    num_subsets: int = 50,
+    fraction: float = 0.5,
+    seed: int = 0,
+    retrain="all",
+    chunk_size: int | None = None,
+    progress=False,
+) -> Subsets:
+    """Retrains on `num_subsets` random subsets keeping `fraction` of the examples.
+
+    Subset j keeps `RandomState([seed, j]).permutation(n)[:round(fraction n)]`;
+    the rest get weight 0 in their batches (same schedule, |S| unchanged).
+    """
+    query = common.check_run(run, query)
+    n = run.problem.num_examples
+    if not isinstance(num_subsets, int | np.integer) or num_subsets < 2:
+        raise ValueError(f"`num_subsets` must be an int >= 2; got {num_subsets!r}.")
+    kept = round(fraction * n) if isinstance(fraction, float | int) else -1
+    if not 0 < kept < n:
+        raise ValueError(
+            f"`fraction` must keep between 1 and {n - 1} of the {n} examples; got "
+            f"{fraction!r}."
+        )
+    removed = np.ones((num_subsets, n), bool)
+    for j in range(num_subsets):
+        removed[j, np.random.RandomState([seed, j]).permutation(n)[:kept]] = False
+    keep = np.concatenate([np.ones((1, n)), (~removed).astype(np.float64)])
+    zs = replay(
+        run, keep, retrain=_start_step(retrain, run), chunk_size=chunk_size,
+        progress=progress,
+    )  # fmt: skip
+    f = np.asarray(jax.jit(jax.vmap(query))(zs.params), np.float64)
+    return Subsets(removed, f[1:] - f[:1])

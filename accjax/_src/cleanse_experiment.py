@@ -21,7 +21,7 @@ import numpy as np
 import accjax
 from accjax._src.cleanse import DEFAULT_REMOVE, check_remove, cleanse
 from accjax._src.estimators.named import estimate
-from accjax._src.experiment import make_problem
+from accjax._src.experiment import make_problem, model_data
 from accjax._src.files import atomic_write, dump_json
 
 
@@ -29,10 +29,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def test_metrics(problem, test_split, dtype) -> dict:
+def test_metrics(model, problem, splits) -> dict:
     """`{"error": misclassification rate, "loss": mean loss}` on the test split."""
-    data = tuple(jnp.asarray(a, dtype) for a in test_split)
-    error = accjax.models.binary_error(problem.loss.apply)
+    data = model_data(model, splits, splits.test)
+    if model == "cnn":
+        error = accjax.models.multiclass_error(problem.loss.apply)
+    else:
+        error = accjax.models.binary_error(problem.loss.apply)
     return {
         "error": accjax.mean_loss(error, data),
         "loss": accjax.mean_loss(problem.loss, data),
@@ -233,7 +236,7 @@ def run_cleansing(
         result = cleanse(
             run,
             query,
-            test=test_metrics(problem, splits.test, dtype),
+            test=test_metrics(model, problem, splits),
             estimator=influences,
             remove=remove,
             retrain=retrain,

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from accjax._src.estimators.named import NAMES
+from accjax._src.experiment import ESTIMATORS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "For every (data set, model, condition, seed, epochs): train with the "
             "reference recipe, retrain exactly without each training example, and "
-            "score each estimator (RMSE, Kendall tau, Jaccard@10/30/50/70). Writes "
+            "score each estimator (RMSE, Kendall tau, Jaccard@10/30/50/70, LDS over "
+            "50 half-size subsets). Writes "
             "grid.json (after every setting; --resume continues), summary.csv, "
             "metrics.png and scatter.png to --out. float64 unless --float32."
         ),
@@ -84,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         "--estimators",
         nargs="+",
         default=["sgd_ie", "acc_sgd_ie"],
-        choices=("sgd_ie", "acc_sgd_ie", "acc_nonlinear", "tracin"),
+        choices=ESTIMATORS,
     )
     exp.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     exp.add_argument(
@@ -112,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     cl.add_argument("--dataset", default="breast_cancer", help="(breast_cancer)")
-    cl.add_argument("--model", choices=("mlp", "logreg"), default="mlp")
+    cl.add_argument("--model", choices=("mlp", "logreg", "cnn"), default="mlp")
     cl.add_argument("--n-train", type=int, default=300, help="(300)")
     cl.add_argument("--n-val", type=int, default=100, help="(100)")
     cl.add_argument("--n-test", type=int, default=169, help="(169)")
@@ -201,14 +203,15 @@ def _experiment(args) -> int:
         return 2
     print(
         f"{'setting':36s} {'estimator':14s} {'rmse':>10s} {'kendall':>8s} "
-        f"{'jacc@10':>8s}"
+        f"{'jacc@10':>8s} {'lds':>6s}"
     )
     for key, cell in report["summary"].items():
         for name in args.estimators:
             m = cell[name]
             print(
                 f"{key:36s} {name:14s} {m['rmse']['mean']:10.3g} "
-                f"{m['kendall']['mean']:8.3f} {m['jaccard@10']['mean']:8.3f}"
+                f"{m['kendall']['mean']:8.3f} {m['jaccard@10']['mean']:8.3f} "
+                f"{m['lds']['mean']:6.3f}"
             )
     print(f"wrote {args.out}/grid.json, summary.csv, metrics.png, scatter.png")
     return 0

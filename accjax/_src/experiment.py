@@ -26,8 +26,17 @@ from accjax._src.estimators.named import estimate
 from accjax._src.files import atomic_write, dump_json
 
 CONDITIONS = ("clean", "feature", "label")
-METRICS = ("rmse", "kendall", "jaccard@10", "jaccard@30", "jaccard@50", "jaccard@70")
-ESTIMATORS = ("sgd_ie", "acc_sgd_ie", "acc_nonlinear", "tracin")
+METRICS = (
+    "rmse",
+    "kendall",
+    "jaccard@10",
+    "jaccard@30",
+    "jaccard@50",
+    "jaccard@70",
+    "lds",
+)
+ESTIMATORS = ("sgd_ie", "acc_sgd_ie", "acc_nonlinear", "tracin", "influence_function")
+LDS_SUBSETS, LDS_FRACTION = 50, 0.5
 KEY = ("dataset", "model", "condition", "seed", "epochs")
 
 
@@ -42,31 +51,60 @@ def cv_l2(x, y, seed) -> float:
     return float(1.0 / (clf.C_[0] * len(y)))
 
 
+def model_data(model: str, splits, part) -> tuple:
+    """One split part `(x, y)` as the model takes it: float features in the
+    working dtype, images `(n, H, W, C)` and int class ids for "cnn"."""
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    x, y = np.asarray(part[0]), np.asarray(part[1])
+    if model != "cnn":
+        return jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    if "image_shape" not in splits.info:
+        raise ValueError(
+            f"model 'cnn' needs an image data set; {splits.info['name']!r} has no "
+            "image_shape."
+        )
+    x = x.reshape((-1, *splits.info["image_shape"]))
+    if splits.info.get("image_layout") == "CHW":
+        x = x.transpose(0, 2, 3, 1)
+    return jnp.asarray(x, dtype), jnp.asarray(y, jnp.int32)
+
+
 def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None):
     """The reference recipes: (problem, optimizer, learning rate, query).
 
     mlp: 8-8 ReLU, no L2, lr 0.1 / sqrt(t + 1). logreg: L2 from `cv_l2`, lr 0.1.
-    `optimizer="adam"` swaps in optax.adam(1e-2, eps_root=1e-8) for either; `l2`
-    overrides the L2 coefficient of either model.
+    cnn (image data sets, any number of classes): `accjax.models.cnn`, Hara et
+    al.'s MNIST network, softmax cross-entropy, no L2, lr 0.05.
+    `optimizer="adam"` swaps in optax.adam(1e-2, eps_root=1e-8) for any; `l2`
+    overrides the L2 coefficient of any model.
     """
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    train = tuple(jnp.asarray(a, dtype) for a in splits.train)
-    val = tuple(jnp.asarray(a, dtype) for a in splits.val)
-    key, num_features = jax.random.PRNGKey(seed), train[0].shape[1]
+    train = model_data(model, splits, splits.train)
+    val = model_data(model, splits, splits.val)
+    key = jax.random.PRNGKey(seed)
     if model == "mlp":
-        params, apply = accjax.models.mlp(key, num_features, (8, 8), dtype=dtype)
+        params, apply = accjax.models.mlp(key, train[0].shape[1], (8, 8), dtype=dtype)
         lr = lambda t: 0.1 / jnp.sqrt(t + 1.0)
         l2 = 0.0 if l2 is None else l2
     elif model == "logreg":
         params, apply = accjax.models.logistic_regression(
-            key, num_features, dtype=dtype
+            key, train[0].shape[1], dtype=dtype
         )
         lr = 0.1
         l2 = cv_l2(*splits.train, seed) if l2 is None else l2
+    elif model == "cnn":
+        params, apply = accjax.models.cnn(
+            key, train[0].shape[1:], splits.info["num_classes"], dtype=dtype
+        )
+        lr = 0.05
+        l2 = 0.0 if l2 is None else l2
     else:
-        raise ValueError(f"model must be 'mlp' or 'logreg'; got {model!r}.")
+        raise ValueError(f"model must be 'mlp', 'logreg' or 'cnn'; got {model!r}.")
     opt = optax.adam(1e-2, eps_root=1e-8) if optimizer == "adam" else optax.sgd(lr)
-    loss = accjax.models.binary_loss(apply)
+    if model == "cnn":
+        loss = accjax.models.multiclass_loss(apply)
+    else:
+        loss = accjax.models.binary_loss(apply)
     problem = accjax.Problem(loss, params, train, l2=l2)
     return problem, opt, lr, accjax.mean_loss(loss, val)
 
@@ -74,10 +112,16 @@ def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None)
 def run_setting(
     problem, optimizer, lr, query, *, epochs, batch_size, estimators, keep_values=False
 ) -> dict:
-    """Trains, retrains exactly, scores every estimator; returns one row."""
+    """Trains, retrains exactly, scores every estimator; returns one row.
+
+    LDS: `LDS_SUBSETS` retrainings each keeping `LDS_FRACTION` of the examples.
+    """
     run = accjax.train(problem, optimizer, batch_size=batch_size, epochs=epochs)
     start = time.perf_counter()
     exact = estimate("exact", run, query, learning_rate=lr)
+    subsets = accjax.subset_retrain(
+        run, query, num_subsets=LDS_SUBSETS, fraction=LDS_FRACTION
+    )
     row = {
         "num_steps": run.num_steps,
         "l2": float(problem.l2),
@@ -96,6 +140,7 @@ def run_setting(
                 f"jaccard@{p}": accjax.metrics.jaccard(exact, est, p)
                 for p in (10, 30, 50, 70)
             },
+            "lds": accjax.metrics.lds(est, subsets),
         }
         values[name] = np.asarray(est.values).tolist()
     if keep_values:

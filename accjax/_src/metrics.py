@@ -162,3 +162,44 @@ def detection(influence, flipped, *, at=(10, 30, 100), num_examples=None) -> dic
         "auc": float(auc),
         "num_flipped": int(flipped.size),
     }
+
+
+def lds(influence, subsets) -> float:
+    """Linear datamodeling score: does the sum of influences predict group removal?
+
+    For every subset j of `subsets` (from `accjax.subset_retrain`), the predicted
+    change of f is the sum of `influence.values` over the examples j removed; the
+    score is Spearman's correlation of predicted and actual changes over the
+    subsets, averaged over the query's components for a vector query.
+
+    Args:
+      influence: an `Influence` over every training example (any order).
+      subsets: `Subsets(removed (M, n) bool, values (M,) or (M, Q))`.
+    """
+    removed = np.asarray(subsets.removed, bool)
+    actual = np.asarray(subsets.values, np.float64)
+    n = removed.shape[1]
+    targets = np.asarray(influence.targets)
+    if targets.size != n or not np.array_equal(np.sort(targets), np.arange(n)):
+        raise ValueError(
+            f"LDS needs the influence of every training example (n = {n}); got "
+            f"{targets.size} targets."
+        )
+    values = np.zeros((n,) + np.shape(influence.values)[1:])
+    values[targets] = np.asarray(influence.values, np.float64)
+    if values.shape[1:] != actual.shape[1:]:
+        raise ValueError(
+            f"influence values per example have shape {values.shape[1:]}, the "
+            f"subsets' values {actual.shape[1:]}: use the same query."
+        )
+    predicted = removed.astype(np.float64) @ values
+    if actual.ndim == 1:
+        return float(scipy.stats.spearmanr(predicted, actual).statistic)
+    return float(
+        np.mean(
+            [
+                scipy.stats.spearmanr(predicted[:, q], actual[:, q]).statistic
+                for q in range(actual.shape[1])
+            ]
+        )
+    )

@@ -1,14 +1,19 @@
 """The reference experiments' models as plain `(params, apply)` pairs.
 
-`apply(params, x) -> logit` takes ONE example's features `(num_features,)` and
-returns one logit; `binary_loss(apply)` turns it into the per-example loss of an
-`accjax.Problem`, whose examples are `(x, y)` rows with labels in {0, 1}.
+`apply(params, x)` takes ONE example's features and returns its output. Binary
+models (`logistic_regression`, `mlp`) map `(num_features,)` to one logit, and
+`binary_loss(apply)` turns it into the per-example loss of an `accjax.Problem`,
+whose examples are `(x, y)` rows with labels in {0, 1}. Multi-class models (`cnn`,
+Hara et al.'s MNIST network) map one image `(height, width, channels)` to logits
+`(num_classes,)`, and `multiclass_loss(apply)` / `multiclass_error(apply)` pair
+them with `(x, y)` rows whose labels are integer class ids in [0, num_classes).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -92,3 +97,173 @@ def binary_loss(apply):
 def binary_error(apply):
     """`error(params, (x, y))`: 1 where the logit's sign disagrees with the label."""
     return _BinaryError(apply)
+
+
+# --- multi-class: a small convolutional network ------------------------------------
+
+
+def _positive_int(name: str, value) -> int:
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be a positive int, got {value!r} "
+            f"of type {type(value).__name__}"
+        ) from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive int, got {number}")
+    return number
+
+
+def _conv_init(key, kernel: int, in_channels: int, out_channels: int, dtype):
+    """PyTorch's nn.Conv2d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for w and b,
+    fan_in = in_channels * kernel * kernel; `w` is HWIO."""
+    bound = 1.0 / jnp.sqrt(in_channels * kernel * kernel)
+    wkey, bkey = jax.random.split(key)
+    shape = (kernel, kernel, in_channels, out_channels)
+    return {
+        "w": jax.random.uniform(wkey, shape, dtype, -bound, bound),
+        "b": jax.random.uniform(bkey, (out_channels,), dtype, -bound, bound),
+    }
+
+
+def _max_pool_2x2(x):
+    """2x2 max-pool, stride 2, of an NHWC batch; odd trailing rows/columns dropped.
+
+    The init value must stay a concrete Python scalar: a traced one (`jnp.array`
+    inside jit) hides the max monoid and the generic reduce_window has no gradient.
+    """
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
+    )
+
+
+def _cnn_apply(params, x):
+    x = x[None]  # one example -> a batch of one, NHWC
+    for layer in params["conv"]:
+        x = jax.lax.conv_general_dilated(
+            x, layer["w"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        x = _max_pool_2x2(jax.nn.relu(x + layer["b"][None, None, None, :]))
+    return x.reshape(-1) @ params["out"]["w"] + params["out"]["b"]
+
+
+def cnn(
+    key,
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    channels: Sequence[int] = (20, 20),
+    kernel: int = 5,
+    *,
+    dtype=jnp.float32,
+):
+    """Hara et al.'s MNIST CNN: per entry of `channels`, a `kernel` x `kernel` VALID
+    convolution, ReLU and 2x2 max-pool (stride 2); then flatten and one Linear layer to
+    `num_classes` logits. The defaults give conv(1->20)-pool-conv(20->20)-pool-
+    Linear(320->10), 13,750 parameters.
+
+    Returns `(params, apply)`: `params = {"conv": [{"w", "b"}, ...], "out": {"w", "b"}}`
+    (conv `w` is HWIO), initialised like PyTorch's defaults; `apply(params, x)` maps ONE
+    image `x` of shape `input_shape` (height, width, channels) to logits
+    `(num_classes,)`. The flatten is in HWC order (PyTorch flattens CHW: permute the
+    `out` rows to import its weights). `apply` is one module-level function whatever
+    the sizes, so runs share compiled estimators.
+    """
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = None
+    if shape is None or len(shape) != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, channels), got {input_shape!r}"
+        )
+    height, width, in_channels = (
+        _positive_int(f"input_shape[{i}]", v) for i, v in enumerate(shape)
+    )
+    num_classes = _positive_int("num_classes", num_classes)
+    kernel = _positive_int("kernel", kernel)
+    try:
+        channels = tuple(channels)
+    except TypeError:
+        raise ValueError(
+            f"channels must be a sequence of positive ints, got {channels!r}"
+        ) from None
+    if not channels:
+        raise ValueError("channels must name at least one conv layer, got ()")
+    channels = tuple(_positive_int(f"channels[{i}]", c) for i, c in enumerate(channels))
+
+    h, w = height, width
+    for i in range(len(channels)):
+        if min(h, w) < kernel + 1:
+            raise ValueError(
+                f"input_shape {shape} is too small for channels={channels} with "
+                f"kernel={kernel}: conv layer {i} gets a {h}x{w} input, but a "
+                f"{kernel}x{kernel} VALID conv then a 2x2 max-pool need at least "
+                f"{kernel + 1}x{kernel + 1}"
+            )
+        h, w = (h - kernel + 1) // 2, (w - kernel + 1) // 2
+    flat = h * w * channels[-1]
+
+    sizes = (in_channels, *channels)
+    keys = jax.random.split(key, len(channels) + 1)
+    conv = [
+        _conv_init(k, kernel, cin, cout, dtype)
+        for k, cin, cout in zip(keys[:-1], sizes[:-1], sizes[1:], strict=True)
+    ]
+    out = _linear_init(keys[-1], flat, num_classes, dtype)
+    return {"conv": conv, "out": out}, _cnn_apply
+
+
+def _class_id(label):
+    """An integer class id from an int or a float array holding one."""
+    label = jnp.asarray(label)
+    if jnp.issubdtype(label.dtype, jnp.floating):
+        label = jnp.round(label)
+    return label.astype(jnp.int32)
+
+
+def softmax_cross_entropy(logits, label):
+    """`-log softmax(logits)[label]` for one example's logits `(num_classes,)`,
+    computed stably.
+
+    `label` is an integer class id (a float array holding one is rounded and cast);
+    a label outside [0, num_classes) gives NaN rather than a silently clamped loss.
+    """
+    label = _class_id(label)
+    num_classes = logits.shape[-1]
+    picked = jnp.take(logits, jnp.clip(label, 0, num_classes - 1))
+    loss = jax.nn.logsumexp(logits) - picked
+    return jnp.where((label >= 0) & (label < num_classes), loss, jnp.nan)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MultiClassLoss:
+    apply: Callable
+
+    def __call__(self, params, example):
+        x, y = example
+        return softmax_cross_entropy(self.apply(params, x), y)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MultiClassError:
+    apply: Callable
+
+    def __call__(self, params, example):
+        x, y = example
+        wrong = jnp.argmax(self.apply(params, x)) != _class_id(y)
+        return wrong.astype(jnp.result_type(float))
+
+
+def multiclass_loss(apply):
+    """`loss(params, (x, y))`: softmax cross-entropy of the logits `apply(params, x)`
+    against the class id `y`.
+
+    Equal (`==`) for equal `apply`, so jit caches keyed on the loss are shared.
+    """
+    return _MultiClassLoss(apply)
+
+
+def multiclass_error(apply):
+    """`error(params, (x, y))`: 1 where `argmax(apply(params, x)) != y`, else 0."""
+    return _MultiClassError(apply)
