@@ -27,7 +27,7 @@ import os
 import sys
 import time
 
-DEFAULTS = dict(estimators=("sgd_ie", "acc_sgd_ie", "exact"), retrain="all")
+DEFAULTS = dict(estimators=("sgd_ie", "acc_sgd_ie", "tracin", "exact"), retrain="all")
 SETTINGS = {
     # MNIST 1 vs 7, the reference MLP 8-8, lr 0.1/sqrt(t+1), batch 100.
     "mnist-mlp": dict(
@@ -60,16 +60,29 @@ SETTINGS = {
     ),
     # MNIST 10 classes, Hara's CNN (13,750 params), lr 0.05, batch 64, a subset.
     # Full ACC over the CNN is out of reach of a 2-core CPU (docs/results.md):
-    # SGD-IE and TracIn rank here; add acc_sgd_ie with --estimators on a GPU.
+    # ACC runs on the last layer (params_subset); add acc_sgd_ie on a GPU.
     "mnist10-cnn": dict(
         dataset="mnist10",
         model="cnn",
-        sizes=(2000, 1000, 2000),
+        sizes=(2000, 500, 2000),
         epochs=10,
         batch_size=64,
         label_noise=0.0,
         remove=(1, 3, 10, 30, 100, 300),
-        estimators=("sgd_ie", "tracin"),
+        estimators=("sgd_ie", "acc_last_layer", "tracin"),
+        retrain="last-epoch",
+    ),
+    # CIFAR-10 (the 21,000-image subset in ../shared/data), the same CNN shape
+    # on 32x32x3 (16,630 params).
+    "cifar10-cnn": dict(
+        dataset="cifar10",
+        model="cnn",
+        sizes=(2000, 500, 1000),
+        epochs=10,
+        batch_size=64,
+        label_noise=0.0,
+        remove=(1, 3, 10, 30, 100, 300),
+        estimators=("sgd_ie", "acc_last_layer", "tracin"),
         retrain="last-epoch",
     ),
 }
@@ -114,7 +127,7 @@ def main(argv=None) -> int:
         "--estimators",
         nargs="+",
         default=None,
-        help="override every setting's (default: sgd_ie acc_sgd_ie exact)",
+        help="override every setting's (default: sgd_ie acc_sgd_ie tracin exact)",
     )
     parser.add_argument(
         "--retrain", default=None, help="override every setting's (default: all)"

@@ -78,23 +78,28 @@ def hara_sgd_ie(loss, params, data, schedule, lrs, l2, query):
     return infl
 
 
-def acc_forward(loss, params, data, schedule, lrs, l2, query, target, window=None):
+def acc_forward(
+    loss, params, data, schedule, lrs, l2, query, target, window=None, subset=None
+):
     """The paper's forward recursion for one target, dense Hessians.
 
     D <- (I - eta H_t^{-k}) D + [k in S_t] (eta / |S_t|) grad loss_k, where
     H_t^{-k} drops k's curvature at steps in `window` (all steps if None).
+    With `subset` (a 0/1 vector over the flat parameters), D lives on those
+    coordinates only: P (I - eta H) P and P grad loss_k, P = diag(subset).
     """
     thetas, unravel = trajectory(loss, params, data, schedule, lrs, l2)
     d = jnp.zeros_like(thetas[0])
+    p = jnp.ones_like(d) if subset is None else jnp.asarray(subset, d.dtype)
     for t, batch in enumerate(np.asarray(schedule)):
         present = target in batch
         use_cf = present and (window is None or window[t])
         drop = target if use_cf else -1
         h = _hessian(loss, thetas[t], unravel, data, batch, drop, l2)
-        d = d - lrs[t] * h @ d
+        d = d - lrs[t] * p * (h @ d)
         if present:
             size = int((batch >= 0).sum())
-            d = d + lrs[t] / size * _example_grad(
+            d = d + lrs[t] / size * p * _example_grad(
                 loss, thetas[t], unravel, data, target
             )
     value = jnp.dot(jax.grad(lambda f: query(unravel(f)))(thetas[-1]), d)

@@ -35,7 +35,14 @@ METRICS = (
     "jaccard@70",
     "lds",
 )
-ESTIMATORS = ("sgd_ie", "acc_sgd_ie", "acc_nonlinear", "tracin", "influence_function")
+ESTIMATORS = (
+    "sgd_ie",
+    "acc_sgd_ie",
+    "acc_nonlinear",
+    "acc_last_layer",
+    "tracin",
+    "influence_function",
+)
 LDS_SUBSETS, LDS_FRACTION = 50, 0.5
 KEY = ("dataset", "model", "condition", "seed", "epochs")
 

@@ -38,19 +38,30 @@ from accjax._src.train import (
 
 
 class _FloatView:
-    """Splits a TrainState into its float leaves (perturbed) and the rest.
+    """Splits a TrainState into the leaves that carry a perturbation and the rest.
 
     Integer leaves such as optax step counts carry no perturbation: they evolve
-    the same in the factual and the counterfactual runs.
+    the same in the factual and the counterfactual runs. With a parameter
+    subset, the unselected parameter leaves carry none either: they are held at
+    the factual trajectory. The perturbation is a list: the selected parameter
+    leaves, then the optimizer state's float leaves.
     """
 
-    def __init__(self, z: TrainState):
+    def __init__(self, z: TrainState, selected=None):
         leaves, self.treedef = jax.tree.flatten(z)
         self.is_float = [jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in leaves]
         self.params_treedef = jax.tree.structure(z.params)
         self.num_params = self.params_treedef.num_leaves
+        self.selected = (
+            (True,) * self.num_params if selected is None else tuple(selected)
+        )
+        self.num_selected = sum(self.selected)
+        num_state_floats = sum(self.is_float) - self.num_params
+        # over the float leaves (all parameter leaves are floats)
+        self.perturbed = self.selected + (True,) * num_state_floats
 
     def floats(self, z) -> list:
+        """Every float leaf of a TrainState (parameters first)."""
         leaves = jax.tree.leaves(z)
         return [x for x, f in zip(leaves, self.is_float, strict=True) if f]
 
@@ -62,68 +73,123 @@ class _FloatView:
         ]
         return jax.tree.unflatten(self.treedef, merged)
 
-    def params_tree(self, d: list):
-        """The parameter part of a float-leaf list, as a params pytree."""
-        return jax.tree.unflatten(self.params_treedef, d[: self.num_params])
+    def params_of(self, floats: list):
+        """The parameter part of a full float-leaf list, as a params pytree."""
+        return jax.tree.unflatten(self.params_treedef, floats[: self.num_params])
+
+    def perturbed_of(self, floats: list) -> list:
+        """The leaves of a full float-leaf list that carry a perturbation."""
+        return [x for x, p in zip(floats, self.perturbed, strict=True) if p]
+
+    def expand(self, d: list) -> list:
+        """A full float-leaf list from a perturbation, None where frozen."""
+        it = iter(d)
+        return [next(it) if p else None for p in self.perturbed]
+
+    def select(self, params) -> list:
+        """The selected parameter leaves."""
+        leaves = jax.tree.leaves(params)
+        return [x for x, s in zip(leaves, self.selected, strict=True) if s]
+
+    def with_selected(self, params, chosen: list):
+        """`params` with its selected leaves replaced by `chosen`."""
+        it = iter(chosen)
+        leaves = [
+            next(it) if s else x
+            for x, s in zip(jax.tree.leaves(params), self.selected, strict=True)
+        ]
+        return jax.tree.unflatten(self.params_treedef, leaves)
 
     def advance(self, d: list, change: list) -> list:
         """D_{t+1} from the change of (updates, opt_state): params add, rest replace."""
         return [
-            x + c if i < self.num_params else c
+            x + c if i < self.num_selected else c
             for i, (x, c) in enumerate(zip(d, change, strict=True))
         ]
 
 
-def _own_terms(problem, params, row, dp, scale, in_window):
+def _own_terms(problem, view, params, indices, slots, dp, in_window):
     """Per-target corrections of the batch gradient and its tangent.
 
     The batch gradient G(params, w) is linear in the weights, so removing k
-    subtracts count_k / |S| times k's own gradient g_k, and the Jacobian of the
-    step without k differs from the shared one by count_k / |S| times k's own
-    Hessian H_k. Outside the window the primal stays factual and the tangent
-    gets -g_k count_k / |S|, the first-order (SGD-IE) injection.
+    subtracts 1 / |S| of k's own gradient g_k per batch slot it holds, and the
+    Jacobian of the step without k differs from the shared one by the same
+    share of k's own Hessian H_k. Outside the window the primal stays factual
+    and the tangent gets -g_k / |S|, the first-order (SGD-IE) injection.
 
-    Computed densely for every target of the chunk (count_k = 0 outside the
-    batch): one single-example HVP per target, about 1/batch_size of the shared
-    batch HVP, and no gathers or scatters of the state.
+    Only the batch slots whose example is a target of the chunk do this work:
+    one gradient and one single-example HVP per slot (at most B per step,
+    whatever the chunk size), scattered back onto the chunk's targets.
 
     Args:
-      scale: `(chunk,)`, count_k / |S| (0 for targets outside the batch).
+      indices: `(B,)` the batch's training indices, -1 for padding.
+      slots: `(B,)` the chunk position of each slot's example, -1 where it is
+        not a target of the chunk (or padding).
+      dp: the selected parameter leaves of the perturbation, `(chunk, ...)`.
 
-    Returns (primal, tangent) corrections, pytrees like params with a leading
-    chunk axis.
+    Returns (primal, tangent) corrections of the selected leaves, lists with a
+    leading chunk axis.
     """
+    size = dp[0].shape[0]
+    valid = slots >= 0
+    selected = view.select(params)
+    v = [a[jnp.where(valid, slots, 0)] for a in dp]
 
     def grad_and_hvp(k, v):
         example = jax.tree.map(lambda a: a[jnp.maximum(k, 0)], problem.data)
         grad = jax.grad(problem.loss)
-        return jax.jvp(lambda p: grad(p, example), (params,), (v,))
+        own = lambda s: view.select(grad(view.with_selected(params, s), example))
+        return jax.jvp(own, (selected,), (v,))
 
-    g, h = jax.vmap(grad_and_hvp)(row, dp)
+    g, h = jax.vmap(grad_and_hvp)(indices, v)
+    share = jnp.where(valid, -1.0 / jnp.sum(indices >= 0), 0.0)
+    to = jnp.where(valid, slots, size)  # out of range: dropped
 
     def correct(window_term, outside_term):
-        s = -scale.astype(window_term.dtype).reshape(
+        s = share.astype(window_term.dtype).reshape(
             (-1,) + (1,) * (window_term.ndim - 1)
         )
-        return s * jnp.where(in_window, window_term, outside_term)
+        term = s * jnp.where(in_window, window_term, outside_term)
+        return (
+            jnp.zeros((size,) + term.shape[1:], term.dtype)
+            .at[to]
+            .add(term, mode="drop")
+        )
 
-    primal = jax.tree.map(lambda a: correct(a, jnp.zeros_like(a)), g)
-    tangent = jax.tree.map(correct, h, g)
+    primal = [correct(a, jnp.zeros_like(a)) for a in g]
+    tangent = [correct(a, b) for a, b in zip(h, g, strict=True)]
     return primal, tangent
 
 
-def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
-    """One step of the recursion for every target of the chunk: (z_{t+1}, D_{t+1})."""
+def _acc_step(problem, optimizer, view, z, d, inv, indices, in_window):
+    """One step of the recursion for every target of the chunk: (z_{t+1}, D_{t+1}).
+
+    The batch gradient is linearised in the selected parameters only (the rest
+    held factual); the tangents of the unselected gradient leaves are never
+    used, so XLA drops their computation.
+    """
     ones = jnp.ones(indices.shape, param_dtype(z.params))
-    dp = view.params_tree(d)
+    dp = d[: view.num_selected]
     grads, hvp = jax.linearize(
-        lambda p: batch_grad(problem, p, indices, ones), z.params
+        lambda s: batch_grad(problem, view.with_selected(z.params, s), indices, ones),
+        view.select(z.params),
     )
-    count = jnp.sum((indices[None, :] == row[:, None]) & (row[:, None] >= 0), axis=1)
-    scale = count / jnp.sum(indices >= 0)
-    own_primal, own_tangent = _own_terms(problem, z.params, row, dp, scale, in_window)
-    g_primal = jax.tree.map(lambda g, c: g[None] + c, grads, own_primal)
-    g_tangent = jax.tree.map(jnp.add, jax.vmap(hvp)(dp), own_tangent)
+    slots = jnp.where(indices >= 0, inv[jnp.maximum(indices, 0)], -1)
+    size = dp[0].shape[0]
+    count = (
+        jnp.zeros(size, jnp.int32)
+        .at[jnp.where(slots >= 0, slots, size)]
+        .add(1, mode="drop")
+    )
+    own_primal, own_tangent = _own_terms(
+        problem, view, z.params, indices, slots, dp, in_window
+    )
+    g_primal = [
+        g[None] + c for g, c in zip(view.select(grads), own_primal, strict=True)
+    ]
+    g_tangent = [
+        a + b for a, b in zip(view.select(jax.vmap(hvp)(dp)), own_tangent, strict=True)
+    ]
 
     def optimizer_step(g, zf):
         state = view.merge(zf, z)
@@ -132,23 +198,39 @@ def _acc_step(problem, optimizer, view, z, d, row, indices, in_window):
 
     zf = view.floats(z)
     factual, opt_state = optimizer_step(grads, zf)
-    new_floats = lambda g, a: optimizer_step(g, a)[0]
-    out, tangent = jax.vmap(lambda g, gt, dk: jax.jvp(new_floats, (g, zf), (gt, dk)))(
-        g_primal, g_tangent, d
-    )
+    zero_grads = jax.tree.map(jnp.zeros_like, grads)
+
+    def per_target(gp, gt, dk):
+        full = lambda g: view.with_selected(grads, g)
+        zt = [
+            x if x is not None else jnp.zeros_like(f)
+            for x, f in zip(view.expand(dk), zf, strict=True)
+        ]
+        new_floats = lambda g, a: optimizer_step(g, a)[0]
+        out, tangent = jax.jvp(
+            new_floats, (full(gp), zf), (view.with_selected(zero_grads, gt), zt)
+        )
+        return view.perturbed_of(out), view.perturbed_of(tangent)
+
+    out, tangent = jax.vmap(per_target)(g_primal, g_tangent, d)
     changed = in_window & (count > 0)
     change = [
         jnp.where(changed.reshape((-1,) + (1,) * f.ndim), o - f[None], 0) + dt
-        for o, f, dt in zip(out, factual, tangent, strict=True)
+        for o, f, dt in zip(out, view.perturbed_of(factual), tangent, strict=True)
     ]
-    updates = view.params_tree(factual)
-    z = TrainState(optax.apply_updates(z.params, updates), opt_state)
+    z = TrainState(optax.apply_updates(z.params, view.params_of(factual)), opt_state)
     return z, view.advance(d, change)
 
 
 @functools.partial(
     jax.jit,
-    static_argnames=("optimizer", "linear_readout", "with_progress", "sharding"),
+    static_argnames=(
+        "optimizer",
+        "linear_readout",
+        "with_progress",
+        "sharding",
+        "selected",
+    ),
 )
 def _acc_chunks(
     problem,
@@ -161,42 +243,86 @@ def _acc_chunks(
     linear_readout,
     with_progress,
     sharding=None,
+    selected=None,
 ):
     num_chunks, size = chunks.shape
     num_steps = schedule.shape[0]
     z0 = init_state(problem, optimizer)
-    view = _FloatView(z0)
+    view = _FloatView(z0, selected)
+
+    n = problem.num_examples
 
     def one_chunk(_, xs):
         c, row = xs
+        # training index -> position in the chunk, -1 for non-targets
+        inv = (
+            jnp.full((n,), -1, jnp.int32)
+            .at[jnp.where(row >= 0, row, n)]
+            .set(jnp.arange(size, dtype=jnp.int32), mode="drop")
+        )
 
         def body(carry, xs):
             z, d, bad = carry
             t, indices, in_window = xs
-            z, d = _acc_step(problem, optimizer, view, z, d, row, indices, in_window)
+            z, d = _acc_step(problem, optimizer, view, z, d, inv, indices, in_window)
             d = common.shard_targets(d, sharding)
             bad = mark_bad_step(bad, t, d)
             if with_progress:
                 progress_lib.tick(c * num_steps + t + 1, num_chunks * num_steps)
             return (z, d, bad), None
 
-        d0 = [jnp.zeros((size,) + x.shape, x.dtype) for x in view.floats(z0)]
+        d0 = [
+            jnp.zeros((size,) + x.shape, x.dtype)
+            for x in view.perturbed_of(view.floats(z0))
+        ]
         d0 = common.shard_targets(d0, sharding)
         steps = (jnp.arange(num_steps, dtype=jnp.int32), schedule, window)
         (z, d, bad), _ = jax.lax.scan(body, (z0, d0, jnp.int32(-1)), steps)
-        shift = view.params_tree(d)
+        shift = d[: view.num_selected]
+        at = lambda s: view.with_selected(z.params, s)
         if linear_readout:
-            _, query_linear = jax.linearize(query, z.params)
+            _, query_linear = jax.linearize(
+                lambda s: query(at(s)), view.select(z.params)
+            )
             values = jax.vmap(query_linear)(shift)
         else:
+            moved = lambda s: [
+                a + b for a, b in zip(view.select(z.params), s, strict=True)
+            ]
             values = (
-                jax.vmap(lambda s: query(jax.tree.map(jnp.add, z.params, s)))(shift)
-                - query(z.params)[None]
+                jax.vmap(lambda s: query(at(moved(s))))(shift) - query(z.params)[None]
             )
-        return None, (values, shift, bad)
+        zeros = jax.tree.map(lambda a: jnp.zeros((size,) + a.shape, a.dtype), z.params)
+        return None, (values, view.with_selected(zeros, shift), bad)
 
     _, out = jax.lax.scan(one_chunk, None, (jnp.arange(num_chunks), chunks))
     return out
+
+
+def subset_flags(params_subset, params) -> tuple[bool, ...] | None:
+    """`params_subset` as one bool per parameter leaf; None selects every leaf."""
+    if params_subset is None:
+        return None
+    leaves_with_path = jax.tree_util.tree_flatten_with_path(params)[0]
+    if callable(params_subset):
+        flags = tuple(bool(params_subset(path, x)) for path, x in leaves_with_path)
+    else:
+        mask_leaves, mask_def = jax.tree.flatten(params_subset)
+        if mask_def != jax.tree.structure(params) or not all(
+            isinstance(m, bool | np.bool_) for m in mask_leaves
+        ):
+            raise ValueError(
+                "`params_subset` must be a predicate (path, leaf) -> bool or a "
+                "pytree of Python bools with the structure of params "
+                f"{jax.tree.structure(params)}; got {params_subset!r}."
+            )
+        flags = tuple(bool(m) for m in mask_leaves)
+    if not any(flags):
+        paths = [jax.tree_util.keystr(p) for p, _ in leaves_with_path]
+        raise ValueError(
+            f"`params_subset` selects none of the parameter leaves {paths}."
+        )
+    return None if all(flags) else flags
 
 
 def window_mask(window, num_steps: int) -> jax.Array:
@@ -242,6 +368,8 @@ def acc_sgd_ie(
     chunk_size: int | None = None,
     window=None,
     readout: str = "linear",
+    params_subset=None,
+    memory_budget: int | None = None,
     devices=None,
     progress=False,
 ) -> Influence:
@@ -267,6 +395,17 @@ def acc_sgd_ie(
         empty window gives SGD-IE's values.
       readout: "linear" for `<grad f(params_T), D_k>` (first order, the
         paper's estimator) or "nonlinear" for `f(params_T + D_k) - f(params_T)`.
+      params_subset: propagate the perturbation through these parameter leaves
+        only, the others held at the factual trajectory (the paper's
+        restriction to influence-critical parameters, e.g. the last layer): a
+        predicate `(path, leaf) -> bool` over `jax.tree_util` key paths, or a
+        pytree of bools shaped like params. The per-target state and work
+        shrink to the subset (the optimizer state's float leaves keep a full
+        perturbation); `param_shift` is zero outside it. None: every leaf.
+      memory_budget: bytes the call may use (arguments, outputs, XLA's
+        temporaries, as XLA's memory analysis of the compiled call counts them);
+        the largest chunk size that fits is chosen by compiling two trial sizes.
+        Exclusive with `chunk_size` and `devices`.
       devices: shard each chunk's targets (the perturbation state and the
         per-target work) over these devices, e.g. `jax.devices()`; the factual
         trajectory is replicated. The chunk size is rounded up to a multiple
@@ -293,17 +432,30 @@ def acc_sgd_ie(
         num_devices = len(sharding.mesh.devices.flat)
         size = -(-size // num_devices) * num_devices
     mask = window_mask(window, run.schedule.shape[0])
+    selected = subset_flags(params_subset, run.problem.params)
+    args = (run.problem, run.optimizer, run.schedule)
+    options = dict(
+        window=mask,
+        query=query,
+        linear_readout=readout == "linear",
+        sharding=sharding,
+        selected=selected,
+    )
+    if memory_budget is not None:
+        if chunk_size is not None or devices is not None:
+            raise ValueError("pass `memory_budget` without `chunk_size` and `devices`.")
+        size = common.chunk_size_for_budget(
+            lambda c: common.footprint(
+                _acc_chunks.lower(
+                    *args, common.chunk(targets, c), with_progress=False, **options
+                ).compile()
+            ),
+            memory_budget,
+            targets.shape[0],
+        )
     with progress_lib.reporting(progress, "acc_sgd_ie") as with_progress:
         values, shift, bad = _acc_chunks(
-            run.problem,
-            run.optimizer,
-            run.schedule,
-            common.chunk(targets, size),
-            mask,
-            query=query,
-            linear_readout=readout == "linear",
-            with_progress=with_progress,
-            sharding=sharding,
+            *args, common.chunk(targets, size), with_progress=with_progress, **options
         )
         jax.block_until_ready(values)
     raise_if_bad_step(bad, "acc_sgd_ie's perturbation", derivative=True)

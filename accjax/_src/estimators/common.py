@@ -68,6 +68,42 @@ def check_chunk_size(chunk_size, num_targets: int) -> int:
     return min(int(chunk_size), num_targets)
 
 
+def footprint(compiled) -> int:
+    """Bytes a compiled call needs: arguments, outputs and XLA's temporaries."""
+    m = compiled.memory_analysis()
+    if m is None:
+        raise ValueError(
+            "`memory_budget` needs XLA's memory analysis, which this backend does "
+            "not provide; pass `chunk_size` instead."
+        )
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+
+
+def chunk_size_for_budget(measure, budget, num_targets: int) -> int:
+    """The largest chunk size whose compiled footprint fits `budget` bytes.
+
+    `measure(c)` compiles the estimator for chunks of `c` targets and returns its
+    footprint. The footprint is fitted as a + b c from two trial sizes, and the
+    chosen size is measured and shrunk until it fits.
+    """
+    if not isinstance(budget, int | np.integer) or budget < 1:
+        raise ValueError(
+            f"`memory_budget` must be a positive int (bytes); got {budget!r}."
+        )
+    small = measure(1)
+    if small > budget:
+        raise ValueError(
+            f"`memory_budget` = {budget} bytes is below the footprint of a chunk of "
+            f"one target ({small} bytes, arguments and outputs included)."
+        )
+    trial = min(num_targets, 16)
+    per_target = max((measure(trial) - small) / max(trial - 1, 1), 1.0)
+    size = int(min(num_targets, max(1, 1 + (budget - small) // per_target)))
+    while size > 1 and measure(size) > budget:
+        size = max(1, int(size * 0.8))
+    return size
+
+
 def target_sharding(devices) -> jax.sharding.NamedSharding | None:
     """A sharding of the leading (target) axis over `devices`; None for one device."""
     if devices is None:

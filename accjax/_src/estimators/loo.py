@@ -63,7 +63,13 @@ def _loo_chunks(problem, optimizer, schedule, chunks, *, query, with_progress):
 
 
 def loo_retrain(
-    run: Run, query, *, targets=None, chunk_size: int | None = None, progress=False
+    run: Run,
+    query,
+    *,
+    targets=None,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+    progress=False,
 ) -> Influence:
     """Exact counterfactual retraining without each target (DESIGN.md section 2).
 
@@ -82,6 +88,9 @@ def loo_retrain(
       targets: int array `(num_targets,)` of training indices; None means all.
       chunk_size: targets retrained together (memory ~ chunk_size x state);
         None means all at once. Results do not depend on it.
+      memory_budget: bytes the call may use (arguments, outputs and XLA's
+        temporaries, by XLA's memory analysis of the compiled call); the
+        largest chunk size that fits is chosen. Exclusive with `chunk_size`.
       progress: True (or a label) for a progress bar on stderr, or a
         callable `(done, total)` called as the steps complete.
 
@@ -96,14 +105,22 @@ def loo_retrain(
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     size = common.check_chunk_size(chunk_size, targets.shape[0])
+    args = (run.problem, run.optimizer, run.schedule)
+    if memory_budget is not None:
+        if chunk_size is not None:
+            raise ValueError("pass `memory_budget` or `chunk_size`, not both.")
+        size = common.chunk_size_for_budget(
+            lambda c: common.footprint(
+                _loo_chunks.lower(
+                    *args, common.chunk(targets, c), query=query, with_progress=False
+                ).compile()
+            ),
+            memory_budget,
+            targets.shape[0],
+        )
     with progress_lib.reporting(progress, "loo_retrain") as with_progress:
         values, shift, bad = _loo_chunks(
-            run.problem,
-            run.optimizer,
-            run.schedule,
-            common.chunk(targets, size),
-            query=query,
-            with_progress=with_progress,
+            *args, common.chunk(targets, size), query=query, with_progress=with_progress
         )
         jax.block_until_ready(values)
     raise_if_bad_step(bad, "leave-one-out retraining")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+
 from accjax._src.estimators.acc import acc_sgd_ie
 from accjax._src.estimators.influence_function import influence_function
 from accjax._src.estimators.loo import loo_retrain
@@ -14,9 +16,23 @@ NAMES = (
     "sgd_ie",
     "acc_sgd_ie",
     "acc_nonlinear",
+    "acc_last_layer",
     "tracin",
     "influence_function",
 )
+
+
+def last_layer(params):
+    """A `params_subset` mask: the leaves under params' last top-level entry
+    (the last layer of `models.mlp`, the "out" layer of `models.cnn`). A flat
+    dict of arrays is taken as one layer and selected whole (e.g.
+    `models.logistic_regression`)."""
+    entries = jax.tree_util.tree_flatten_with_path(params)[0]
+    last = entries[-1][0][0]
+    flat = all(len(path) == 1 for path, _ in entries)  # one layer: {"w", "b"}
+    return jax.tree.unflatten(
+        jax.tree.structure(params), [flat or path[0] == last for path, _ in entries]
+    )
 
 
 def estimate(
@@ -25,9 +41,9 @@ def estimate(
     """The estimator called `name` on every training example of `run`.
 
     "exact" is `loo_retrain`, "acc_nonlinear" is `acc_sgd_ie(readout=
-    "nonlinear")`, "influence_function" uses damping 1e-3 with conjugate
-    gradients. `learning_rate` (float or optax schedule) is needed by "tracin"
-    only.
+    "nonlinear")`, "acc_last_layer" is `acc_sgd_ie` on `last_layer(params)`,
+    "influence_function" uses damping 1e-3 with conjugate gradients.
+    `learning_rate` (float or optax schedule) is needed by "tracin" only.
     """
     if name == "exact":
         return loo_retrain(run, query, progress=progress)
@@ -37,6 +53,9 @@ def estimate(
         return acc_sgd_ie(run, query, progress=progress)
     if name == "acc_nonlinear":
         return acc_sgd_ie(run, query, readout="nonlinear", progress=progress)
+    if name == "acc_last_layer":
+        subset = last_layer(run.problem.params)
+        return acc_sgd_ie(run, query, params_subset=subset, progress=progress)
     if name == "tracin":
         if learning_rate is None:
             raise ValueError(

@@ -6,6 +6,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
@@ -33,10 +34,54 @@ def _tick_backward_bwd(total, done, cotangent):
 _tick_backward.defvjp(_tick_backward_fwd, _tick_backward_bwd)
 
 
-def final_query(problem, optimizer, schedule, weights, *, query, with_progress=False):
+def check_storage(storage, num_steps: int):
+    """Validates `storage`: "all", "states" or a segment length in [1, num_steps]."""
+    if storage in ("all", "states"):
+        return storage
+    if isinstance(storage, int | np.integer) and 1 <= storage <= num_steps:
+        return int(storage)
+    raise ValueError(
+        "`storage` must be 'all', 'states' or a segment length (int) in "
+        f"[1, {num_steps}]; got {storage!r}."
+    )
+
+
+def _scan(body, z, xs, storage):
+    """`lax.scan(body, z, xs)[0]`, keeping for the reverse pass what `storage` says.
+
+    "all": every step's residuals. "states": the state before each step (the
+    step is recomputed in the reverse pass). An int c: the state every c steps;
+    each segment is replayed, storing its residuals, when the reverse pass
+    reaches it.
+    """
+    if storage == "all":
+        return jax.lax.scan(body, z, xs)[0]
+    if storage == "states":
+        return jax.lax.scan(jax.checkpoint(body), z, xs)[0]
+    num_steps = jax.tree.leaves(xs)[0].shape[0]
+    whole = num_steps // storage * storage
+    head = jax.tree.map(lambda a: a[:whole].reshape((-1, storage) + a.shape[1:]), xs)
+    segment = jax.checkpoint(lambda z, seg: (jax.lax.scan(body, z, seg)[0], None))
+    z = jax.lax.scan(segment, z, head)[0]
+    if whole < num_steps:
+        z = jax.lax.scan(body, z, jax.tree.map(lambda a: a[whole:], xs))[0]
+    return z
+
+
+def final_query(
+    problem,
+    optimizer,
+    schedule,
+    weights,
+    *,
+    query,
+    with_progress=False,
+    storage="all",
+):
     """f(params_T(w)): the query after training with per-example weights `w`.
 
     `weights` has shape `(num_examples,)`; padding slots get weight 0.
+    `storage` is what the reverse pass keeps (see `_scan`).
     """
     num_steps = schedule.shape[0]
     total = 2 * num_steps
@@ -50,12 +95,12 @@ def final_query(problem, optimizer, schedule, weights, *, query, with_progress=F
         return step(problem, optimizer, z, indices, slot_weights), None
 
     z0 = init_state(problem, optimizer)
-    z, _ = jax.lax.scan(body, z0, (jnp.arange(num_steps), schedule))
+    z = _scan(body, z0, (jnp.arange(num_steps), schedule), storage)
     return query(z.params)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
-def _sgd_ie_all(problem, optimizer, schedule, *, query, with_progress):
+@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress", "storage"))
+def _sgd_ie_all(problem, optimizer, schedule, *, query, with_progress, storage="all"):
     """-d f(train(w)) / d w at w = 1, for every example: `(n,)` or `(n, Q)`."""
     ones = jnp.ones((problem.num_examples,), param_dtype(problem.params))
     f = functools.partial(
@@ -65,6 +110,7 @@ def _sgd_ie_all(problem, optimizer, schedule, *, query, with_progress):
         schedule,
         query=query,
         with_progress=with_progress,
+        storage=storage,
     )
     value, pullback = jax.vjp(f, ones)
     if value.ndim == 0:
@@ -74,7 +120,9 @@ def _sgd_ie_all(problem, optimizer, schedule, *, query, with_progress):
     return -jac.T
 
 
-def sgd_ie(run: Run, query, *, targets=None, progress=False) -> Influence:
+def sgd_ie(
+    run: Run, query, *, targets=None, storage="all", progress=False
+) -> Influence:
     """SGD-IE: the first-order effect of each example's weight on the query.
 
     influence(k) ~ -d f(params_T(w)) / d w_k at w = 1, for all examples in one
@@ -90,6 +138,12 @@ def sgd_ie(run: Run, query, *, targets=None, progress=False) -> Influence:
         pass per query component).
       targets: int array `(num_targets,)`; None means all. The pass computes
         every example either way.
+      storage: what the forward pass keeps for the reverse pass: "all" (every
+        step's residuals: fastest, O(T x (state + activations))), "states" (the
+        state before each step, each step recomputed once: O(T x state)), or
+        an int c (the state every c steps; each segment replayed with its
+        residuals: O((T/c) x state + c x residuals), about one more training
+        run of compute). Results do not depend on it.
       progress: True (or a label) for a progress bar on stderr, or a
         callable `(done, total)` called as the steps complete.
 
@@ -97,10 +151,11 @@ def sgd_ie(run: Run, query, *, targets=None, progress=False) -> Influence:
       Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`)
       and no `param_shift`.
 
-    Memory: the scan keeps each step's residuals, O(num_steps x state).
+    Memory: see `storage`.
     """
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
+    storage = check_storage(storage, run.num_steps)
     with progress_lib.reporting(progress, "sgd_ie") as with_progress:
         values = _sgd_ie_all(
             run.problem,
@@ -108,6 +163,7 @@ def sgd_ie(run: Run, query, *, targets=None, progress=False) -> Influence:
             run.schedule,
             query=query,
             with_progress=with_progress,
+            storage=storage,
         )
         jax.block_until_ready(values)
     if not isinstance(values, jax.core.Tracer) and not bool(

@@ -1,0 +1,90 @@
+"""Headline run: ACC-SGD-IE over every MNIST 1-vs-7 training example.
+
+    ACCJAX_DATA=../shared/data python bench/mnist_all.py               # 13,000 targets
+    ACCJAX_DATA=../shared/data python bench/mnist_all.py --n-train 2000 --epochs 2
+
+The reference MLP 8-8 (lr 0.1/sqrt(t+1), batch 100, float32) trained on n_train
+rows of MNIST 1 vs 7; then `acc_sgd_ie` and `sgd_ie` for every training example,
+and exact retraining for `--exact` of them (a random subset) to check accuracy
+and time the ground truth per target. Each timed call is run twice; the second
+(compiled) run is reported, with the first's compile-inclusive time beside it.
+Writes JSON to --out (bench-out/mnist_all.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import resource
+import sys
+import time
+
+import jax
+import numpy as np
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=13000)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--exact", type=int, default=200)
+    parser.add_argument("--memory-budget-mb", type=float, default=None)
+    parser.add_argument("--out", default="bench-out/mnist_all.json")
+    args = parser.parse_args(argv)
+
+    import accjax
+    from accjax._src.experiment import make_problem
+    from accjax._src.files import dump_json
+
+    splits = accjax.datasets.load(
+        "mnist", n_train=args.n_train, n_val=1000, n_test=1000, seed=0
+    )
+    problem, optimizer, _, query = make_problem("mlp", splits, 0)
+    run = accjax.train(problem, optimizer, batch_size=100, epochs=args.epochs)
+    budget = None if args.memory_budget_mb is None else int(args.memory_budget_mb * 1e6)
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "device": jax.devices()[0].device_kind,
+        "n_train": args.n_train,
+        "num_params": int(sum(p.size for p in jax.tree.leaves(problem.params))),
+        "num_steps": run.num_steps,
+        "seconds": {},
+        "seconds_first_call": {},
+    }
+    sub = np.sort(np.random.RandomState(0).choice(args.n_train, args.exact, False))
+    calls = {
+        "acc_sgd_ie": lambda: accjax.acc_sgd_ie(
+            run, query, memory_budget=budget, progress="acc_sgd_ie"
+        ),
+        "sgd_ie": lambda: accjax.sgd_ie(run, query),
+        "exact_subset": lambda: accjax.loo_retrain(
+            run, query, targets=sub, progress="exact subset"
+        ),
+    }
+    results = {}
+    for name, call in calls.items():
+        for attempt in range(2):
+            start = time.perf_counter()
+            results[name] = call()
+            jax.block_until_ready(results[name].values)
+            took = time.perf_counter() - start
+            key = "seconds_first_call" if attempt == 0 else "seconds"
+            report[key][name] = took
+        print(f"{name}: {report['seconds'][name]:.1f} s", flush=True)
+    exact = results["exact_subset"]
+    for name in ("acc_sgd_ie", "sgd_ie"):
+        est = accjax.Influence(sub, np.asarray(results[name].values)[sub])
+        report[name] = {
+            "rmse_on_subset": accjax.metrics.rmse(exact, est),
+            "kendall_on_subset": accjax.metrics.kendall(exact, est),
+        }
+    per_target = report["seconds"]["exact_subset"] / args.exact
+    report["exact_all_extrapolated_s"] = per_target * args.n_train
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    dump_json(args.out, report, indent=1)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
