@@ -1,6 +1,6 @@
 """Scaling of acc_sgd_ie, loo_retrain and sgd_ie in n, T, |params| and batch size.
 
-    python bench/scale.py                        # the default sweep (about 5 min)
+    python bench/scale.py                        # the default sweep (about 7 min)
     python bench/scale.py --quick                # tiny sizes, a smoke test
     python bench/scale.py --ns 500 1000 2000 --chunk-sizes   # no chunk sweep
     python bench/scale.py --chunk-size 0         # every target in one chunk
@@ -88,11 +88,11 @@ FLOP_MODEL = {
     "M1 for x dW1, 2 d_in d_out per later layer for dh W + h dW; tangent of the "
     "weight gradients: M1 + 2 (M - M1); tangent of the input gradients: "
     "2 (M - M1))",
-    "acc_sgd_ie": "2 * [K*T*(W*(6*M - 4*M1) + (9*M - 5*M1)) + C*T*W*(3*M - M1)]: "
+    "acc_sgd_ie": "2 * [K*T*W*(6*M - 4*M1) + C*T*W*(3*M - M1) + T*W*(9*M - 5*M1)]: "
     "per step and target the linear map of the batch gradient over the batch "
     "(its primal, linearized once per step, is shared by the chunk: the C*T "
-    "term) plus the target's own gradient and single-example HVP (computed for "
-    "every target, in the batch or not)",
+    "term), plus the own gradient and single-example HVP of every batch slot "
+    "whose example is a target (over all chunks, each slot once per step)",
     "loo_retrain": "2 * (K + C) * T * W * (3*M - M1): every target (and one "
     "factual reference per chunk) retrains with its own parameters",
     "for_d_104": "M = 904, M1 = 832: HVP tangent 2096, gradient 1880 multiply-"
@@ -133,10 +133,13 @@ def parse_args(argv=None):
         "--memory-jobs",
         type=int,
         default=2,
-        help="memory children run at once (after the timing; 1 process each)",
+        help="memory children run at once on CPU (after the timing; 1 off CPU)",
     )
     p.add_argument("--out", default="bench-out/scale/scale.json")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--replot", metavar="JSON", help="only redraw scale.png from a written JSON"
+    )
     args = p.parse_args(argv)
     if args.quick:
         defaults = dict(
@@ -425,9 +428,10 @@ def flop_count(name, d, width, steps, targets, chunk_size) -> int | None:
     m1 = sizes[0] * sizes[1]
     chunks = -(-targets // (chunk_size or targets))
     if name == "acc_sgd_ie":
-        per_target = width * (6 * m - 4 * m1) + (9 * m - 5 * m1)
+        per_target = width * (6 * m - 4 * m1)
         shared = chunks * steps * width * (3 * m - m1)
-        return 2 * (targets * steps * per_target + shared)
+        own = steps * width * (9 * m - 5 * m1)
+        return 2 * (targets * steps * per_target + shared + own)
     if name == "loo_retrain":
         return 2 * (targets + chunks) * steps * width * (3 * m - m1)
     return None
@@ -601,6 +605,13 @@ def plot(report, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    def ticks(ax, values):
+        """The measured values as plain x tick labels (log axes crowd them)."""
+        ax.set_xticks(values)
+        ax.set_xticklabels([str(v) for v in values])
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
     points, est = report["points"], report["estimators"]
     fig, axes = plt.subplots(2, 3, figsize=(14, 8.5))
@@ -612,6 +623,7 @@ def plot(report, path):
             s = report["slopes"][axis][name]["time"]
             label = f"{name} (slope {s:.2f})" if s is not None else name
             ax.loglog(xs, ys, "o-", label=label)
+        ticks(ax, xs)
         ax.set_xlabel(AXIS_LABEL[axis])
         ax.set_ylabel("median time (s)")
         ax.set_title(f"time vs {AXIS_LABEL[axis]}")
@@ -640,6 +652,7 @@ def plot(report, path):
                 color=color,
                 label=f"{name}: XLA temp plan",
             )
+    ticks(ax, xs)
     ax.set_xlabel(f"n (acc/loo chunk size {report['sweep_chunk_size'] or 'n'})")
     ax.set_ylabel("MiB")
     ax.set_title("memory vs n")
@@ -659,6 +672,7 @@ def plot(report, path):
                     sizes, [max(r[field], 1) / 2**20 for r in res], style, label=label
                 )
         ax.legend(fontsize=8, title=f"acc_sgd_ie, n = {chunk[0]['n']}")
+        ticks(ax, sizes)
     ax.set_xlabel("acc_sgd_ie chunk_size")
     ax.set_ylabel("MiB")
     ax.set_title("acc_sgd_ie memory vs chunk size")
@@ -704,9 +718,11 @@ def table(report) -> str:
 def measure_memory(points, cases, measured, args, cache_dir):
     """Memory of every case, each in a fresh child."""
     groups = [[c] for c in cases]
+    # One at a time on an accelerator: each process preallocates most of it.
+    jobs = args.memory_jobs if measured["info"]["backend"] == "cpu" else 1
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
-        args.memory_jobs, mp_context=ctx, max_tasks_per_child=1
+        jobs, mp_context=ctx, max_tasks_per_child=1
     ) as pool:
         futures = [
             pool.submit(memory_child, points, group, cache_dir) for group in groups
@@ -719,6 +735,15 @@ def measure_memory(points, cases, measured, args, cache_dir):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.replot:
+        import json
+
+        with open(args.replot) as f:
+            report = json.load(f)
+        path = Path(args.replot).with_name("scale.png")
+        plot(report, path)
+        print(f"wrote {path}")
+        return report
     started = time.perf_counter()
     points, cases = plan(args)
     print(
