@@ -66,7 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--datasets", nargs="+", default=["breast_cancer"])
     exp.add_argument(
-        "--models", nargs="+", default=["mlp", "logreg"], choices=("mlp", "logreg")
+        "--models",
+        nargs="+",
+        default=["mlp", "logreg"],
+        choices=("mlp", "logreg", "cnn"),
     )
     exp.add_argument(
         "--conditions",
