@@ -218,3 +218,15 @@ def test_exact_influence_predicts_small_group_removal(setting):
     noise = accjax.Influence(exact.targets, jnp.asarray(np.random.randn(13)))
     assert accjax.metrics.lds(exact, subsets) > 0.8
     assert accjax.metrics.lds(noise, subsets) < 0.6
+
+
+def test_cleanse_takes_a_plain_function_as_test(setting):
+    _, run, query, *_ = setting
+    result = accjax.cleanse(
+        run, query, test=lambda p: 2.0 * query(p), estimator="sgd_ie", remove=[2],
+        random_draws=0,
+    )  # fmt: skip
+    assert list(result.results) == ["sgd_ie"]
+    np.testing.assert_allclose(
+        result.baseline["test"], 2 * query(run.params), rtol=1e-12
+    )

@@ -36,7 +36,13 @@ from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
 from accjax._src.estimators.named import NAMES, estimate
 from accjax._src.metrics import detection as detect
-from accjax._src.problem import Influence, Run, TrainState, check_query
+from accjax._src.problem import (
+    Influence,
+    Run,
+    TrainState,
+    as_query_tree,
+    check_query,
+)
 from accjax._src.train import (
     _train_scan,
     init_state,
@@ -73,6 +79,13 @@ def _replay(
     steps = (start + jnp.arange(schedule.shape[0], dtype=jnp.int32), schedule)
     (zs, bad), _ = jax.lax.scan(body, (zs, jnp.int32(-1)), steps)
     return zs, bad
+
+
+@jax.jit
+def evaluate(fn, params):
+    """`fn` on each of a stack of parameters, one after another (`lax.map`): a
+    vmap would hold every model's activations on the whole test set at once."""
+    return jax.lax.map(fn, params)
 
 
 def last_epoch_start(schedule, num_examples: int) -> int:
@@ -369,7 +382,7 @@ def cleanse(
         run, np.stack(keep), retrain=start, chunk_size=chunk_size, progress=progress
     )
     scores = {
-        name: np.asarray(jax.jit(jax.vmap(fn))(zs.params), np.float64)
+        name: np.asarray(evaluate(as_query_tree(fn), zs.params), np.float64)
         for name, fn in tests.items()
     }
     baseline = {name: float(v[0]) for name, v in scores.items()}
@@ -452,5 +465,5 @@ def subset_retrain(
         run, keep, retrain=_start_step(retrain, run), chunk_size=chunk_size,
         progress=progress,
     )  # fmt: skip
-    f = np.asarray(jax.jit(jax.vmap(query))(zs.params), np.float64)
+    f = np.asarray(evaluate(query, zs.params), np.float64)
     return Subsets(removed, f[1:] - f[:1])
