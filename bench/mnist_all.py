@@ -31,7 +31,10 @@ def main(argv=None) -> int:
     parser.add_argument("--exact", type=int, default=200)
     parser.add_argument("--memory-budget-mb", type=float, default=None)
     parser.add_argument("--out", default="bench-out/mnist_all.json")
+    parser.add_argument("--x64", action="store_true", help="float64 throughout")
     args = parser.parse_args(argv)
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
 
     import accjax
     from accjax._src.experiment import make_problem
@@ -49,6 +52,7 @@ def main(argv=None) -> int:
         "n_train": args.n_train,
         "num_params": int(sum(p.size for p in jax.tree.leaves(problem.params))),
         "num_steps": run.num_steps,
+        "dtype": str(jax.tree.leaves(problem.params)[0].dtype),
         "seconds": {},
     }
     sub = np.sort(np.random.RandomState(0).choice(args.n_train, args.exact, False))
