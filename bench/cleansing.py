@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         with open(path) as f:
             report = json.load(f)
     for name in names:
-        setting = dict(DEFAULTS, **SETTINGS[name], **(QUICK if args.quick else {}))
+        setting = {**DEFAULTS, **SETTINGS[name], **(QUICK if args.quick else {})}
         for key in ("estimators", "retrain"):
             if getattr(args, key) is not None:
                 setting[key] = getattr(args, key)
