@@ -75,7 +75,7 @@ SETTINGS = {
         retrain="last-epoch",
     ),
     # CIFAR-10 (the 21,000-image subset in ../shared/data), the same CNN shape
-    # on 32x32x3 (16,630 params).
+    # on 32x32x3 (16,550 params).
     "cifar10-cnn": dict(
         dataset="cifar10",
         model="cnn",
@@ -89,36 +89,6 @@ SETTINGS = {
     ),
 }
 QUICK = dict(sizes=(300, 200, 500), epochs=5, remove=(1, 3, 10, 30))
-
-
-def plot_panels(path, summaries) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from accjax._src.files import atomic_write
-
-    fig, axes = plt.subplots(
-        1, len(summaries), squeeze=False, figsize=(4.6 * len(summaries), 3.8)
-    )
-    for ax, (name, s) in zip(axes[0], summaries.items(), strict=True):
-        ks = np.asarray(s["remove"])
-        for est, cell in s["results"].items():
-            r = cell["error"]
-            ax.plot(ks, r["mean"], marker="o", ms=3, label=est)
-            if s["seeds"] > 1:
-                ax.fill_between(ks, r["min"], r["max"], alpha=0.12)
-        ax.axhline(s["baseline"]["error"]["mean"], color="k", ls="--", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel("k removed")
-        ax.set_title(f"{name} ({s['seeds']} seeds)", fontsize=9)
-        ax.legend(fontsize=6)  # the rankings differ between settings
-    axes[0][0].set_ylabel("test misclassification rate")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
-    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -139,7 +109,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench-out/cleansing")
     args = parser.parse_args(argv)
 
-    from accjax._src.cleanse_experiment import format_summary, run_cleansing
+    from accjax._src.cleanse_experiment import (
+        format_summary,
+        plot_summaries,
+        run_cleansing,
+    )
     from accjax._src.files import dump_json
 
     names = args.only or list(SETTINGS)
@@ -169,7 +143,7 @@ def main(argv=None) -> int:
             "wall_s": time.perf_counter() - start,
         }
         dump_json(path, report, indent=1)
-    plot_panels(
+    plot_summaries(
         os.path.join(args.out, "cleansing.png"),
         {n: r["summary"] for n, r in report.items()},
     )

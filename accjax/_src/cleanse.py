@@ -103,17 +103,26 @@ def last_epoch_start(schedule, num_examples: int) -> int:
     )
 
 
+def check_retrain(retrain, num_steps: int | None = None) -> None:
+    """`retrain` is "all", "last-epoch" or a step index in [0, num_steps)."""
+    if retrain in ("all", "last-epoch"):
+        return
+    limit = float("inf") if num_steps is None else num_steps
+    if not (isinstance(retrain, int | np.integer) and 0 <= retrain < limit):
+        where = "" if num_steps is None else f" in [0, {num_steps})"
+        raise ValueError(
+            f"`retrain` must be 'all', 'last-epoch' or a step index{where}; got "
+            f"{retrain!r}."
+        )
+
+
 def _start_step(retrain, run: Run) -> int:
+    check_retrain(retrain, run.num_steps)
     if retrain == "all":
         return 0
     if retrain == "last-epoch":
         return last_epoch_start(run.schedule, run.problem.num_examples)
-    if isinstance(retrain, int | np.integer) and 0 <= retrain < run.num_steps:
-        return int(retrain)
-    raise ValueError(
-        "`retrain` must be 'all', 'last-epoch' or a step index in "
-        f"[0, {run.num_steps}); got {retrain!r}."
-    )
+    return int(retrain)
 
 
 def replay(

@@ -19,7 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import accjax
-from accjax._src.cleanse import DEFAULT_REMOVE, check_remove, cleanse
+from accjax._src.cleanse import (
+    DEFAULT_REMOVE,
+    check_remove,
+    check_retrain,
+    cleanse,
+)
 from accjax._src.estimators.named import estimate
 from accjax._src.experiment import make_problem, model_data
 from accjax._src.files import atomic_write, dump_json
@@ -132,28 +137,32 @@ def format_summary(summary) -> str:
     return "\n".join(lines).rstrip()
 
 
-def plot_summary(path, summary, *, metric="error", title="") -> None:
-    """Test `metric` against k (log x): a line per ranking, a band for the spread
-    over seeds (min to max), the no-removal level dashed."""
+def plot_summaries(path, summaries, *, metric="error") -> None:
+    """A panel per summary (`{title: summary}`): test `metric` against k (log x),
+    a line per ranking, a band for the spread over seeds (min to max), the
+    no-removal level dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ks = np.asarray(summary["remove"])
-    fig, ax = plt.subplots(figsize=(5.6, 3.9))
-    for name, cell in summary["results"].items():
-        r = cell[metric]
-        ax.plot(ks, r["mean"], marker="o", ms=3, label=name)
-        if summary["seeds"] > 1:
-            ax.fill_between(ks, r["min"], r["max"], alpha=0.15)
-    base = summary["baseline"][metric]["mean"]
-    ax.axhline(base, color="k", ls="--", lw=0.8, label="nothing removed")
-    ax.set_xscale("log")
-    ax.set_xlabel("k removed (most harmful first)")
-    ax.set_ylabel(f"test {metric}" + (" rate" if metric == "error" else ""))
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(
+        1, len(summaries), squeeze=False, figsize=(4.6 * len(summaries) + 1, 3.9)
+    )
+    for ax, (title, summary) in zip(axes[0], summaries.items(), strict=True):
+        ks = np.asarray(summary["remove"])
+        for name, cell in summary["results"].items():
+            r = cell[metric]
+            ax.plot(ks, r["mean"], marker="o", ms=3, label=name)
+            if summary["seeds"] > 1:
+                ax.fill_between(ks, r["min"], r["max"], alpha=0.15)
+        base = summary["baseline"][metric]["mean"]
+        ax.axhline(base, color="k", ls="--", lw=0.8, label="nothing removed")
+        ax.set_xscale("log")
+        ax.set_xlabel("k removed (most harmful first)")
+        ax.set_title(f"{title} ({summary['seeds']} seeds)", fontsize=9)
+        ax.legend(fontsize=6)  # the rankings may differ between panels
+    axes[0][0].set_ylabel(f"test {metric}" + (" rate" if metric == "error" else ""))
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
@@ -184,12 +193,7 @@ def run_cleansing(
     """
     stream = sys.stderr if stream is None else stream
     check_remove(remove, sizes[0])  # fail before any training
-    if retrain not in ("all", "last-epoch") and not (
-        isinstance(retrain, int) and retrain >= 0
-    ):
-        raise ValueError(
-            f"`retrain` must be 'all', 'last-epoch' or a step index; got {retrain!r}."
-        )
+    check_retrain(retrain)
     os.makedirs(out, exist_ok=True)
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     setting = dict(
@@ -276,5 +280,5 @@ def run_cleansing(
         f"{dataset} {model}, n={sizes[0]}, {epochs} epochs, "
         f"{label_noise:.0%} labels flipped, retrain {retrain}"
     )
-    plot_summary(os.path.join(out, "cleanse.png"), summary, title=title)
+    plot_summaries(os.path.join(out, "cleanse.png"), {title: summary})
     return report

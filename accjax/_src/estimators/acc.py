@@ -444,14 +444,8 @@ def acc_sgd_ie(
     if memory_budget is not None:
         if chunk_size is not None or devices is not None:
             raise ValueError("pass `memory_budget` without `chunk_size` and `devices`.")
-        size = common.chunk_size_for_budget(
-            lambda c: common.footprint(
-                _acc_chunks.lower(
-                    *args, common.chunk(targets, c), with_progress=False, **options
-                ).compile()
-            ),
-            memory_budget,
-            targets.shape[0],
+        size = common.budget_chunk_size(
+            _acc_chunks, args, targets, memory_budget, **options
         )
     with progress_lib.reporting(progress, "acc_sgd_ie") as with_progress:
         values, shift, bad = _acc_chunks(

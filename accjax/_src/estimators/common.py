@@ -68,6 +68,20 @@ def check_chunk_size(chunk_size, num_targets: int) -> int:
     return min(int(chunk_size), num_targets)
 
 
+def budget_chunk_size(core, args, targets, budget, **options) -> int:
+    """`chunk_size_for_budget` for a jitted estimator core called as
+    `core(*args, chunks, with_progress=False, **options)`."""
+    return chunk_size_for_budget(
+        lambda c: footprint(
+            core.lower(
+                *args, chunk(targets, c), with_progress=False, **options
+            ).compile()
+        ),
+        budget,
+        targets.shape[0],
+    )
+
+
 def footprint(compiled) -> int:
     """Bytes a compiled call needs: arguments, outputs and XLA's temporaries."""
     m = compiled.memory_analysis()

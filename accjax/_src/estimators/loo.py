@@ -109,14 +109,8 @@ def loo_retrain(
     if memory_budget is not None:
         if chunk_size is not None:
             raise ValueError("pass `memory_budget` or `chunk_size`, not both.")
-        size = common.chunk_size_for_budget(
-            lambda c: common.footprint(
-                _loo_chunks.lower(
-                    *args, common.chunk(targets, c), query=query, with_progress=False
-                ).compile()
-            ),
-            memory_budget,
-            targets.shape[0],
+        size = common.budget_chunk_size(
+            _loo_chunks, args, targets, memory_budget, query=query
         )
     with progress_lib.reporting(progress, "loo_retrain") as with_progress:
         values, shift, bad = _loo_chunks(
