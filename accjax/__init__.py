@@ -22,6 +22,7 @@ from accjax._src.problem import Problem as Problem
 from accjax._src.problem import Run as Run
 from accjax._src.problem import TrainState as TrainState
 from accjax._src.problem import mean_loss as mean_loss
+from accjax._src.schedule import epochs_of as epochs_of
 from accjax._src.schedule import make_schedule as make_schedule
 from accjax._src.train import make_step as make_step
 from accjax._src.train import train as train
@@ -36,6 +37,7 @@ __all__ = [
     "acc_sgd_ie",
     "cleanse",
     "datasets",
+    "epochs_of",
     "influence_function",
     "loo_retrain",
     "make_schedule",

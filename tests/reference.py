@@ -62,24 +62,39 @@ def _example_grad(loss, flat, unravel, data, k):
     return jax.grad(lambda f: loss(unravel(f), example))(flat)
 
 
-def hara_sgd_ie(loss, params, data, schedule, lrs, l2, query):
-    """Hara et al.'s adjoint recursion for every example (clean L2 convention)."""
+def hara_sgd_ie(loss, params, data, schedule, lrs, l2, query, epochs=None):
+    """Hara et al.'s adjoint recursion for every example (clean L2 convention).
+
+    With `epochs` (an epoch id per step): `(n, num_epochs)`, each step's
+    contribution added to its epoch's column.
+    """
     thetas, unravel = trajectory(loss, params, data, schedule, lrs, l2)
     n = jax.tree.leaves(data)[0].shape[0]
     u = jax.grad(lambda f: query(unravel(f)))(thetas[-1])
-    infl = np.zeros(n)
+    cols = np.zeros(len(schedule), int) if epochs is None else np.asarray(epochs)
+    infl = np.zeros((n, cols.max() + 1))
     for t in reversed(range(len(schedule))):
         batch = np.asarray(schedule[t])
         size = int((batch >= 0).sum())
         for k in batch[batch >= 0]:
             g = _example_grad(loss, thetas[t], unravel, data, int(k))
-            infl[k] += lrs[t] / size * float(jnp.dot(u, g))
+            infl[k, cols[t]] += lrs[t] / size * float(jnp.dot(u, g))
         u = u - lrs[t] * _hessian(loss, thetas[t], unravel, data, batch, -1, l2) @ u
-    return infl
+    return infl[:, 0] if epochs is None else infl
 
 
 def acc_forward(
-    loss, params, data, schedule, lrs, l2, query, target, window=None, subset=None
+    loss,
+    params,
+    data,
+    schedule,
+    lrs,
+    l2,
+    query,
+    target,
+    window=None,
+    subset=None,
+    sources=None,
 ):
     """The paper's forward recursion for one target, dense Hessians.
 
@@ -87,6 +102,7 @@ def acc_forward(
     H_t^{-k} drops k's curvature at steps in `window` (all steps if None).
     With `subset` (a 0/1 vector over the flat parameters), D lives on those
     coordinates only: P (I - eta H) P and P grad loss_k, P = diag(subset).
+    With `sources` (a bool per step), only those steps add k's gradient.
     """
     thetas, unravel = trajectory(loss, params, data, schedule, lrs, l2)
     d = jnp.zeros_like(thetas[0])
@@ -97,7 +113,7 @@ def acc_forward(
         drop = target if use_cf else -1
         h = _hessian(loss, thetas[t], unravel, data, batch, drop, l2)
         d = d - lrs[t] * p * (h @ d)
-        if present:
+        if present and (sources is None or sources[t]):
             size = int((batch >= 0).sum())
             d = d + lrs[t] / size * p * _example_grad(
                 loss, thetas[t], unravel, data, target

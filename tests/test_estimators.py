@@ -152,6 +152,48 @@ def test_acc_matches_reference_loop(mlp_setup, window):
     )  # fmt: skip
 
 
+def test_per_epoch_breakdown_matches_reference_loops(mlp_setup):
+    problem, run, query, lrs = mlp_setup
+    epochs = accjax.epochs_of(run.schedule)
+    np.testing.assert_array_equal(epochs, np.repeat(np.arange(3), 3))
+    args = (problem.loss, problem.params, problem.data, run.schedule, lrs)
+    sgd = accjax.sgd_ie(run, query, per_epoch=True)
+    want = reference.hara_sgd_ie(*args, problem.l2, query, epochs=epochs)
+    np.testing.assert_allclose(sgd.per_epoch, want, rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(sgd.values, want.sum(1), rtol=1e-9, atol=1e-13)
+    targets = np.array([1, 7, 12])
+    acc = accjax.acc_sgd_ie(run, query, targets=targets, per_epoch=True, chunk_size=2)
+    assert acc.per_epoch.shape == (3, 3)
+    for e in range(3):
+        for i, k in enumerate(targets):
+            value, _ = reference.acc_forward(
+                *args, problem.l2, query, int(k), sources=epochs == e
+            )
+            np.testing.assert_allclose(acc.per_epoch[i, e], value, rtol=1e-9)
+    whole = accjax.acc_sgd_ie(run, query, targets=targets)
+    np.testing.assert_allclose(acc.values, whole.values, rtol=1e-12)
+    for a, b in zip(
+        jax.tree.leaves(acc.param_shift), jax.tree.leaves(whole.param_shift)
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
+    # Your own grouping of the steps: the first step against the rest.
+    mine = (np.arange(run.num_steps) > 0).astype(np.int32)
+    two = accjax.sgd_ie(run, query, per_epoch=mine, targets=targets)
+    assert two.per_epoch.shape == (3, 2)
+    np.testing.assert_allclose(two.per_epoch.sum(1), sgd.values[targets], rtol=1e-12)
+    first = reference.hara_sgd_ie(*args, problem.l2, query, epochs=mine)
+    np.testing.assert_allclose(two.per_epoch, first[targets], rtol=1e-9, atol=1e-13)
+    with pytest.raises(ValueError, match="`per_epoch`"):
+        accjax.sgd_ie(run, query, per_epoch=np.arange(3))
+    with pytest.raises(ValueError, match="readout='linear'"):
+        accjax.acc_sgd_ie(run, query, per_epoch=True, readout="nonlinear")
+
+
+def test_epochs_of_other_schedules():
+    schedule = np.array([[0, 1], [2, -1], [1, 2], [0, -1], [0, 1]])
+    np.testing.assert_array_equal(accjax.epochs_of(schedule), [0, 0, 1, 1, 2])
+
+
 def test_acc_on_a_parameter_subset_matches_reference_loop(mlp_setup):
     problem, run, query, lrs = mlp_setup
     last = lambda path, leaf: path[0].key in ("w2", "b2")

@@ -98,11 +98,16 @@ class Influence(NamedTuple):
       param_shift: `params without k - params`, a pytree like params whose
         leaves have a leading `num_targets` axis; None where the estimator has
         no such quantity.
+      per_epoch: the contribution of each epoch's occurrences of k,
+        `(num_targets, num_epochs)` (or `(num_targets, num_epochs,
+        num_queries)`), summing to `values`; None unless asked for with
+        `per_epoch=` (estimators that are sums over the steps holding k).
     """
 
     targets: jax.Array
     values: jax.Array
     param_shift: Params | None = None
+    per_epoch: jax.Array | None = None
 
 
 def num_examples(data: PyTree) -> int:

@@ -83,3 +83,52 @@ def check_schedule(schedule, num_examples: int):
                 "needs at least one training index."
             )
     return jax.numpy.asarray(schedule, dtype=jax.numpy.int32)
+
+
+def epochs_of(schedule) -> np.ndarray:
+    """The epoch of each step of a concrete schedule: int32 `(num_steps,)`.
+
+    A new epoch starts at the first step whose batch holds an example already
+    visited in the current epoch. For `make_schedule` (a permutation per epoch)
+    these are exactly its epochs; for other schedules, maximal runs of steps
+    that visit no example twice.
+    """
+    rows = np.asarray(schedule)
+    out = np.zeros(rows.shape[0], np.int32)
+    seen: set[int] = set()
+    epoch = 0
+    for t, row in enumerate(rows):
+        batch = {int(i) for i in row if i >= 0}
+        if seen & batch:
+            epoch += 1
+            seen = set()
+        seen |= batch
+        out[t] = epoch
+    return out
+
+
+def check_per_epoch(per_epoch, schedule) -> np.ndarray | None:
+    """`per_epoch` as a group id per step: int32 `(num_steps,)`, or None.
+
+    False: no breakdown. True: the epochs of `epochs_of`. An int array
+    `(num_steps,)` of ids >= 0: your own grouping of the steps (e.g. phases of
+    a learning-rate schedule); there are `max + 1` groups.
+    """
+    if per_epoch is False or per_epoch is None:
+        return None
+    if isinstance(schedule, jax.core.Tracer):
+        raise ValueError("`per_epoch` needs a concrete (not traced) schedule.")
+    num_steps = schedule.shape[0]
+    if per_epoch is True:
+        return epochs_of(schedule)
+    groups = np.asarray(per_epoch)
+    if (
+        groups.shape != (num_steps,)
+        or not np.issubdtype(groups.dtype, np.integer)
+        or groups.min() < 0
+    ):
+        raise ValueError(
+            "`per_epoch` must be a bool or an int array of group ids >= 0 with "
+            f"shape (num_steps,) = ({num_steps},); got {per_epoch!r}."
+        )
+    return groups.astype(np.int32)

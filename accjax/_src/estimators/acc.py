@@ -28,6 +28,7 @@ import optax
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
 from accjax._src.problem import Influence, Run, TrainState
+from accjax._src.schedule import check_per_epoch
 from accjax._src.train import (
     batch_grad,
     init_state,
@@ -108,7 +109,7 @@ class _FloatView:
         ]
 
 
-def _own_terms(problem, view, params, indices, slots, dp, in_window):
+def _own_terms(problem, view, params, indices, slots, dp, in_window, source):
     """Per-target corrections of the batch gradient and its tangent.
 
     The batch gradient G(params, w) is linear in the weights, so removing k
@@ -116,6 +117,9 @@ def _own_terms(problem, view, params, indices, slots, dp, in_window):
     Jacobian of the step without k differs from the shared one by the same
     share of k's own Hessian H_k. Outside the window the primal stays factual
     and the tangent gets -g_k / |S|, the first-order (SGD-IE) injection.
+
+    `source` False keeps the Jacobian's correction but drops the injection
+    (the step's own contribution), for the per-epoch breakdown.
 
     Only the batch slots whose example is a target of the chunk do this work:
     one gradient and one single-example HVP per slot (at most B per step,
@@ -149,7 +153,8 @@ def _own_terms(problem, view, params, indices, slots, dp, in_window):
         s = share.astype(window_term.dtype).reshape(
             (-1,) + (1,) * (window_term.ndim - 1)
         )
-        term = s * jnp.where(in_window, window_term, outside_term)
+        injection = jnp.where(source, outside_term, jnp.zeros_like(outside_term))
+        term = s * jnp.where(in_window, window_term, injection)
         return (
             jnp.zeros((size,) + term.shape[1:], term.dtype)
             .at[to]
@@ -161,8 +166,11 @@ def _own_terms(problem, view, params, indices, slots, dp, in_window):
     return primal, tangent
 
 
-def _acc_step(problem, optimizer, view, z, d, inv, indices, in_window):
+def _acc_step(problem, optimizer, view, z, d, inv, indices, in_window, source):
     """One step of the recursion for every target of the chunk: (z_{t+1}, D_{t+1}).
+
+    `source` False: the step's injection (the difference of the two steps) is
+    left out, its Jacobian kept: D then carries the other steps' contributions.
 
     The batch gradient is linearised in the selected parameters only (the rest
     held factual); the tangents of the unselected gradient leaves are never
@@ -182,7 +190,7 @@ def _acc_step(problem, optimizer, view, z, d, inv, indices, in_window):
         .add(1, mode="drop")
     )
     own_primal, own_tangent = _own_terms(
-        problem, view, z.params, indices, slots, dp, in_window
+        problem, view, z.params, indices, slots, dp, in_window, source
     )
     g_primal = [
         g[None] + c for g, c in zip(view.select(grads), own_primal, strict=True)
@@ -213,7 +221,7 @@ def _acc_step(problem, optimizer, view, z, d, inv, indices, in_window):
         return view.perturbed_of(out), view.perturbed_of(tangent)
 
     out, tangent = jax.vmap(per_target)(g_primal, g_tangent, d)
-    changed = in_window & (count > 0)
+    changed = in_window & (count > 0) & source
     change = [
         jnp.where(changed.reshape((-1,) + (1,) * f.ndim), o - f[None], 0) + dt
         for o, f, dt in zip(out, view.perturbed_of(factual), tangent, strict=True)
@@ -244,16 +252,26 @@ def _acc_chunks(
     with_progress,
     sharding=None,
     selected=None,
+    chunk_groups=None,
+    step_groups=None,
 ):
+    """Values, param shifts and the first bad step of every chunk of targets.
+
+    With `chunk_groups` `(num_chunks,)` and `step_groups` `(num_steps,)`, chunk
+    c takes its injections only from the steps of group `chunk_groups[c]`.
+    """
     num_chunks, size = chunks.shape
     num_steps = schedule.shape[0]
     z0 = init_state(problem, optimizer)
     view = _FloatView(z0, selected)
 
     n = problem.num_examples
+    if chunk_groups is None:
+        chunk_groups = jnp.zeros((num_chunks,), jnp.int32)
+        step_groups = jnp.zeros((num_steps,), jnp.int32)
 
     def one_chunk(_, xs):
-        c, row = xs
+        c, row, group = xs
         # training index -> position in the chunk, -1 for non-targets
         inv = (
             jnp.full((n,), -1, jnp.int32)
@@ -263,8 +281,18 @@ def _acc_chunks(
 
         def body(carry, xs):
             z, d, bad = carry
-            t, indices, in_window = xs
-            z, d = _acc_step(problem, optimizer, view, z, d, inv, indices, in_window)
+            t, indices, in_window, step_group = xs
+            z, d = _acc_step(
+                problem,
+                optimizer,
+                view,
+                z,
+                d,
+                inv,
+                indices,
+                in_window,
+                step_group == group,
+            )
             d = common.shard_targets(d, sharding)
             bad = mark_bad_step(bad, t, d)
             if with_progress:
@@ -276,7 +304,7 @@ def _acc_chunks(
             for x in view.perturbed_of(view.floats(z0))
         ]
         d0 = common.shard_targets(d0, sharding)
-        steps = (jnp.arange(num_steps, dtype=jnp.int32), schedule, window)
+        steps = (jnp.arange(num_steps, dtype=jnp.int32), schedule, window, step_groups)
         (z, d, bad), _ = jax.lax.scan(body, (z0, d0, jnp.int32(-1)), steps)
         shift = d[: view.num_selected]
         at = lambda s: view.with_selected(z.params, s)
@@ -295,7 +323,9 @@ def _acc_chunks(
         zeros = jax.tree.map(lambda a: jnp.zeros((size,) + a.shape, a.dtype), z.params)
         return None, (values, view.with_selected(zeros, shift), bad)
 
-    _, out = jax.lax.scan(one_chunk, None, (jnp.arange(num_chunks), chunks))
+    _, out = jax.lax.scan(
+        one_chunk, None, (jnp.arange(num_chunks), chunks, chunk_groups)
+    )
     return out
 
 
@@ -371,6 +401,7 @@ def acc_sgd_ie(
     params_subset=None,
     memory_budget: int | None = None,
     devices=None,
+    per_epoch=False,
     progress=False,
 ) -> Influence:
     """Accumulative SGD-influence of removing each target on `query`.
@@ -410,6 +441,12 @@ def acc_sgd_ie(
         per-target work) over these devices, e.g. `jax.devices()`; the factual
         trajectory is replicated. The chunk size is rounded up to a multiple
         of the device count. None: no sharding. Results do not depend on it.
+      per_epoch: True for `Influence.per_epoch`: the part of D_k that the
+        injections of each epoch's steps produce, carried to the end with the
+        same (counterfactual) Jacobians, read out linearly; the parts sum to D_k
+        because the recursion is linear in D. An int array `(num_steps,)`
+        groups the steps your way. Costs one pass per epoch (group);
+        needs readout="linear".
       progress: True (or a label) for a progress bar on stderr, or a
         callable `(done, total)` called as the steps complete.
 
@@ -433,6 +470,12 @@ def acc_sgd_ie(
         size = -(-size // num_devices) * num_devices
     mask = window_mask(window, run.schedule.shape[0])
     selected = subset_flags(params_subset, run.problem.params)
+    groups = check_per_epoch(per_epoch, run.schedule)
+    if groups is not None and readout != "linear":
+        raise ValueError(
+            "`per_epoch` needs readout='linear': the non-linear read-out does not "
+            "split into a sum over epochs."
+        )
     args = (run.problem, run.optimizer, run.schedule)
     options = dict(
         window=mask,
@@ -447,11 +490,31 @@ def acc_sgd_ie(
         size = common.budget_chunk_size(
             _acc_chunks, args, targets, memory_budget, **options
         )
+    chunks = common.chunk(targets, size)
+    if groups is not None:
+        num_groups = int(groups.max()) + 1
+        options.update(
+            chunk_groups=jnp.repeat(jnp.arange(num_groups), chunks.shape[0]),
+            step_groups=jnp.asarray(groups),
+        )
+        chunks = jnp.tile(chunks, (num_groups, 1))
     with progress_lib.reporting(progress, "acc_sgd_ie") as with_progress:
         values, shift, bad = _acc_chunks(
-            *args, common.chunk(targets, size), with_progress=with_progress, **options
+            *args, chunks, with_progress=with_progress, **options
         )
         jax.block_until_ready(values)
     raise_if_bad_step(bad, "acc_sgd_ie's perturbation", derivative=True)
     num = targets.shape[0]
-    return Influence(targets, common.unchunk(values, num), common.unchunk(shift, num))
+    if groups is None:
+        return Influence(
+            targets, common.unchunk(values, num), common.unchunk(shift, num)
+        )
+    # (groups x chunks, size, ...) -> (groups, num_targets, ...)
+    split = lambda a: jax.vmap(lambda b: common.unchunk(b, num))(
+        a.reshape((num_groups, -1) + a.shape[1:])
+    )
+    by_epoch = split(values)
+    shift = jax.tree.map(lambda a: split(a).sum(0), shift)
+    return Influence(
+        targets, by_epoch.sum(0), shift, per_epoch=jnp.moveaxis(by_epoch, 0, 1)
+    )

@@ -11,6 +11,7 @@ import numpy as np
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
 from accjax._src.problem import Influence, Run
+from accjax._src.schedule import check_per_epoch
 from accjax._src.train import ADAM_HINT, init_state, param_dtype, step
 
 
@@ -73,6 +74,7 @@ def final_query(
     optimizer,
     schedule,
     weights,
+    groups,
     *,
     query,
     with_progress=False,
@@ -80,34 +82,52 @@ def final_query(
 ):
     """f(params_T(w)): the query after training with per-example weights `w`.
 
-    `weights` has shape `(num_examples,)`; padding slots get weight 0.
+    `weights` has shape `(num_groups, num_examples)`, and `groups`
+    `(num_steps,)` names the row each step reads; padding slots get weight 0.
     `storage` is what the reverse pass keeps (see `_scan`).
     """
     num_steps = schedule.shape[0]
     total = 2 * num_steps
 
     def body(z, xs):
-        t, indices = xs
-        slot_weights = jnp.where(indices >= 0, weights[jnp.maximum(indices, 0)], 0)
+        t, indices, group = xs
+        row = weights[group]
+        slot_weights = jnp.where(indices >= 0, row[jnp.maximum(indices, 0)], 0)
         if with_progress:
             progress_lib.tick(t + 1, total)
             z = _tick_backward(z, total - t, total)
         return step(problem, optimizer, z, indices, slot_weights), None
 
     z0 = init_state(problem, optimizer)
-    z = _scan(body, z0, (jnp.arange(num_steps), schedule), storage)
+    z = _scan(body, z0, (jnp.arange(num_steps), schedule, groups), storage)
     return query(z.params)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress", "storage"))
-def _sgd_ie_all(problem, optimizer, schedule, *, query, with_progress, storage="all"):
-    """-d f(train(w)) / d w at w = 1, for every example: `(n,)` or `(n, Q)`."""
-    ones = jnp.ones((problem.num_examples,), param_dtype(problem.params))
-    f = functools.partial(
-        final_query,
+@functools.partial(
+    jax.jit, static_argnames=("optimizer", "num_groups", "with_progress", "storage")
+)
+def _sgd_ie_all(
+    problem,
+    optimizer,
+    schedule,
+    *,
+    query,
+    groups=None,
+    num_groups=1,
+    with_progress,
+    storage="all",
+):
+    """-d f(train(w)) / d w at w = 1 for every example and group of steps:
+    `(num_groups, n)` or `(num_groups, n, Q)`."""
+    ones = jnp.ones((num_groups, problem.num_examples), param_dtype(problem.params))
+    if groups is None:
+        groups = jnp.zeros(schedule.shape[:1], jnp.int32)
+    f = lambda w: final_query(
         problem,
         optimizer,
         schedule,
+        w,
+        groups,
         query=query,
         with_progress=with_progress,
         storage=storage,
@@ -117,11 +137,17 @@ def _sgd_ie_all(problem, optimizer, schedule, *, query, with_progress, storage="
         (grad,) = pullback(jnp.ones_like(value))
         return -grad
     (jac,) = jax.vmap(pullback)(jnp.eye(value.shape[0], dtype=value.dtype))
-    return -jac.T
+    return -jnp.moveaxis(jac, 0, -1)
 
 
 def sgd_ie(
-    run: Run, query, *, targets=None, storage="all", progress=False
+    run: Run,
+    query,
+    *,
+    targets=None,
+    storage="all",
+    per_epoch=False,
+    progress=False,
 ) -> Influence:
     """SGD-IE: the first-order effect of each example's weight on the query.
 
@@ -144,28 +170,37 @@ def sgd_ie(
         an int c (the state every c steps; each segment replayed with its
         residuals: O((T/c) x state + c x residuals), about one more training
         run of compute). Results do not depend on it.
+      per_epoch: True for `Influence.per_epoch`, each epoch's share (the
+        derivative in k's weight at that epoch's steps only; see
+        `accjax.epochs_of`), or an int array `(num_steps,)` grouping the steps
+        your way. Same single pass; the weights grow to
+        `(num_groups, num_examples)`.
       progress: True (or a label) for a progress bar on stderr, or a
         callable `(done, total)` called as the steps complete.
 
     Returns:
-      Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`)
-      and no `param_shift`.
+      Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`),
+      no `param_shift`, and `per_epoch` if asked for.
 
     Memory: see `storage`.
     """
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     storage = check_storage(storage, run.num_steps)
+    groups = check_per_epoch(per_epoch, run.schedule)
     with progress_lib.reporting(progress, "sgd_ie") as with_progress:
-        values = _sgd_ie_all(
+        grouped = _sgd_ie_all(
             run.problem,
             run.optimizer,
             run.schedule,
             query=query,
+            groups=None if groups is None else jnp.asarray(groups),
+            num_groups=1 if groups is None else int(groups.max()) + 1,
             with_progress=with_progress,
             storage=storage,
         )
-        jax.block_until_ready(values)
+        jax.block_until_ready(grouped)
+    values = grouped.sum(0)
     if not isinstance(values, jax.core.Tracer) and not bool(
         jnp.all(jnp.isfinite(values))
     ):
@@ -174,4 +209,7 @@ def sgd_ie(
             "itself stayed finite and the query is finite at the final params."
             + ADAM_HINT
         )
-    return Influence(targets, values[targets])
+    if groups is None:
+        return Influence(targets, values[targets])
+    by_epoch = jnp.moveaxis(grouped, 0, 1)[targets]
+    return Influence(targets, values[targets], per_epoch=by_epoch)
