@@ -11,6 +11,8 @@ from accjax import models as models
 from accjax._src.cleanse import cleanse as cleanse
 from accjax._src.cleanse import subset_retrain as subset_retrain
 from accjax._src.estimators.acc import acc_sgd_ie as acc_sgd_ie
+from accjax._src.estimators.dvemb import acc_dvemb as acc_dvemb
+from accjax._src.estimators.dvemb import dvemb as dvemb
 from accjax._src.estimators.influence_function import (
     influence_function as influence_function,
 )
@@ -34,9 +36,11 @@ __all__ = [
     "Problem",
     "Run",
     "TrainState",
+    "acc_dvemb",
     "acc_sgd_ie",
     "cleanse",
     "datasets",
+    "dvemb",
     "epochs_of",
     "influence_function",
     "loo_retrain",

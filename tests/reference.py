@@ -120,3 +120,33 @@ def acc_forward(
             )
     value = jnp.dot(jax.grad(lambda f: query(unravel(f)))(thetas[-1]), d)
     return value, d
+
+
+def dvemb_forward(
+    loss, params, data, schedule, lrs, l2, query, target, acc, projection=None,
+    sources=None,
+):  # fmt: skip
+    """DVEmb (acc=False) or ACC-DVEmb (acc=True) for one target, dense d x d steps.
+
+    D <- [(1 - eta l2) I - (eta/|S|) sum_{i in S (i != k if acc)} g_i g_i^T] D
+         + [k in S] (eta/|S|) g_k,  g = P grad loss_i at params_t.
+    """
+    thetas, unravel = trajectory(loss, params, data, schedule, lrs, l2)
+    p = np.eye(thetas.shape[1]) if projection is None else np.asarray(projection)
+    d = np.zeros(p.shape[0])
+    for t, batch in enumerate(np.asarray(schedule)):
+        rows = [int(i) for i in batch if i >= 0]
+        eta = lrs[t] / len(rows)
+        grads = {
+            i: p @ np.asarray(_example_grad(loss, thetas[t], unravel, data, i))
+            for i in rows
+        }
+        jac = (1 - lrs[t] * l2) * np.eye(p.shape[0])
+        for i in rows:
+            if not (acc and i == target):
+                jac = jac - eta * np.outer(grads[i], grads[i])
+        d = jac @ d
+        if target in rows and (sources is None or sources[t]):
+            d = d + eta * grads[target]
+    u = p @ np.asarray(jax.grad(lambda f: query(unravel(f)))(thetas[-1]))
+    return float(u @ d), d

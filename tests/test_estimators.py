@@ -173,7 +173,9 @@ def test_per_epoch_breakdown_matches_reference_loops(mlp_setup):
     whole = accjax.acc_sgd_ie(run, query, targets=targets)
     np.testing.assert_allclose(acc.values, whole.values, rtol=1e-12)
     for a, b in zip(
-        jax.tree.leaves(acc.param_shift), jax.tree.leaves(whole.param_shift)
+        jax.tree.leaves(acc.param_shift),
+        jax.tree.leaves(whole.param_shift),
+        strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
     # Your own grouping of the steps: the first step against the rest.
@@ -410,6 +412,66 @@ def test_tracin_matches_written_out_sum(mlp_setup):
         run, lambda p: jnp.stack([query(p), 2 * query(p)]), learning_rate=decaying_lr
     )
     np.testing.assert_allclose(vec.values[:, 1], 2 * want, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("projection_dim", [None, 6])
+def test_dvemb_and_acc_dvemb_match_written_out_loops(mlp_setup, projection_dim):
+    problem, run, query, lrs = mlp_setup
+    targets = np.array([1, 7, 12])
+    epochs = accjax.epochs_of(run.schedule)
+    options = dict(learning_rate=decaying_lr, targets=targets, per_epoch=True)
+    options.update(projection_dim=projection_dim, seed=3)
+    got = {
+        False: accjax.dvemb(run, query, **options),
+        True: accjax.acc_dvemb(run, query, chunk_size=2, **options),
+    }
+    projection = None
+    if projection_dim is not None:  # the documented draw
+        num_params = jax.flatten_util.ravel_pytree(problem.params)[0].shape[0]
+        projection = jax.random.normal(
+            jax.random.PRNGKey(3), (projection_dim, num_params), jnp.float64
+        ) / np.sqrt(projection_dim)
+    args = (problem.loss, problem.params, problem.data, run.schedule, lrs)
+    for acc, inf in got.items():
+        for i, k in enumerate(targets):
+            value, d = reference.dvemb_forward(
+                *args, problem.l2, query, int(k), acc, projection
+            )
+            np.testing.assert_allclose(inf.values[i], value, rtol=1e-9)
+            for e in range(3):
+                part, _ = reference.dvemb_forward(
+                    *args, problem.l2, query, int(k), acc, projection, epochs == e
+                )
+                np.testing.assert_allclose(inf.per_epoch[i, e], part, rtol=1e-9)
+            if projection_dim is None:
+                flat = jax.flatten_util.ravel_pytree(
+                    jax.tree.map(lambda a, i=i: a[i], inf.param_shift)
+                )[0]
+                np.testing.assert_allclose(flat, d, rtol=1e-9, atol=1e-15)
+            else:
+                assert inf.param_shift is None
+    # ACC-DVEmb differs from DVEmb only through k's own curvature.
+    assert not np.allclose(got[True].values, got[False].values, rtol=1e-3)
+
+
+def test_dvemb_checks_its_inputs(mlp_setup):
+    problem, run, query, _ = mlp_setup
+    with pytest.raises(ValueError, match="plain SGD"):
+        accjax.dvemb(run, query, learning_rate=0.1)  # not the run's rate
+    momentum = accjax.train(
+        problem, optax.sgd(0.1, momentum=0.9), batch_size=5, epochs=1
+    )
+    with pytest.raises(ValueError, match="at step 1"):
+        accjax.acc_dvemb(momentum, query, learning_rate=0.1)
+    with pytest.raises(ValueError, match="`projection_dim`"):
+        accjax.dvemb(run, query, learning_rate=decaying_lr, projection_dim=0)
+    with pytest.raises(TypeError, match="`learning_rate`"):
+        accjax.dvemb(run, query, learning_rate="0.1")
+    vec = accjax.dvemb(
+        run, lambda p: jnp.stack([query(p), 2 * query(p)]), learning_rate=decaying_lr
+    )
+    one = accjax.dvemb(run, query, learning_rate=decaying_lr)
+    np.testing.assert_allclose(vec.values[:, 1], 2 * one.values, rtol=1e-12)
 
 
 def test_influence_function_against_written_out_ridge():

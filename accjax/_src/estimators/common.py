@@ -57,6 +57,20 @@ def check_targets(targets, num_examples: int) -> jax.Array:
     return jnp.asarray(targets, dtype=jnp.int32)
 
 
+def check_learning_rate(learning_rate) -> None:
+    """A float or an optax-style schedule `lr(step_index)`."""
+    if not (callable(learning_rate) or isinstance(learning_rate, int | float)):
+        raise TypeError(
+            "`learning_rate` must be a float or a schedule lr(step); got "
+            f"{learning_rate!r}."
+        )
+
+
+def learning_rate_at(learning_rate, t):
+    """The step size of step `t` (from 0)."""
+    return learning_rate(t) if callable(learning_rate) else learning_rate
+
+
 def check_chunk_size(chunk_size, num_targets: int) -> int:
     """None means one chunk holding every target."""
     if chunk_size is None:

@@ -43,7 +43,7 @@ def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_prog
         rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
         grads = jax.vmap(jax.grad(problem.loss), in_axes=(None, 0))(z.params, rows)
         dots = _dot_with(jac(z.params), grads)
-        lr = learning_rate(t) if callable(learning_rate) else learning_rate
+        lr = common.learning_rate_at(learning_rate, t)
         scale = jnp.where(valid, lr / jnp.sum(valid), 0).astype(dtype)
         contrib = scale.reshape((-1,) + (1,) * (dots.ndim - 1)) * dots
         values = values.at[jnp.where(valid, indices, n)].add(contrib, mode="drop")
@@ -87,11 +87,7 @@ def tracin(
     """
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
-    if not (callable(learning_rate) or isinstance(learning_rate, int | float)):
-        raise TypeError(
-            "`learning_rate` must be a float or a schedule lr(step); got "
-            f"{learning_rate!r}."
-        )
+    common.check_learning_rate(learning_rate)
     with progress_lib.reporting(progress, "tracin") as with_progress:
         values = _tracin_all(
             run.problem,
