@@ -414,6 +414,28 @@ def test_tracin_matches_written_out_sum(mlp_setup):
     np.testing.assert_allclose(vec.values[:, 1], 2 * want, rtol=1e-9, atol=1e-14)
 
 
+@pytest.mark.parametrize("checkpoints", ["epochs", np.array([1, 5, 9])])
+def test_tracin_checkpoints_match_written_out_sum(mlp_setup, checkpoints):
+    problem, run, query, lrs = mlp_setup
+    thetas, unravel = reference.trajectory(
+        problem.loss, problem.params, problem.data, run.schedule, lrs, problem.l2
+    )
+    steps = [3, 6, 9] if isinstance(checkpoints, str) else list(checkpoints)
+    mean_size = problem.num_examples * 3 / run.num_steps
+    want = np.zeros(problem.num_examples)
+    for c in steps:
+        u = jax.grad(lambda f: query(unravel(f)))(thetas[c])
+        for k in range(problem.num_examples):
+            g = reference._example_grad(
+                problem.loss, thetas[c], unravel, problem.data, k
+            )
+            want[k] += lrs[c - 1] / mean_size * float(jnp.dot(u, g))
+    got = accjax.tracin(run, query, learning_rate=decaying_lr, checkpoints=checkpoints)
+    np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-14)
+    with pytest.raises(ValueError, match="`checkpoints`"):
+        accjax.tracin(run, query, learning_rate=0.1, checkpoints=np.array([0]))
+
+
 @pytest.mark.parametrize("projection_dim", [None, 6])
 def test_dvemb_and_acc_dvemb_match_written_out_loops(mlp_setup, projection_dim):
     problem, run, query, lrs = mlp_setup

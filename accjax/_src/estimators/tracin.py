@@ -6,10 +6,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
 from accjax._src.problem import Influence, Run
+from accjax._src.schedule import epochs_of
 from accjax._src.train import init_state, param_dtype, step
 
 
@@ -58,8 +60,79 @@ def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_prog
     return values
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=("optimizer", "learning_rate", "with_progress"),
+)
+def _tracin_checkpoints(
+    problem, optimizer, schedule, saved, *, query, learning_rate, with_progress
+):
+    """TracInCP: the sum over the steps with `saved[t]` of
+    lr_t / mean|S| <grad f, grad loss_i> at the params after step t, all i."""
+    n = problem.num_examples
+    num_steps = schedule.shape[0]
+    dtype = param_dtype(problem.params)
+    out_shape = jax.eval_shape(query, problem.params).shape
+    jac = jax.jacrev(query) if out_shape else jax.grad(query)
+    mean_size = jnp.sum(schedule >= 0) / num_steps
+
+    def dots(params):
+        q = jac(params)
+        one = lambda ex: _dot_with(
+            q, jax.tree.map(lambda a: a[None], jax.grad(problem.loss)(params, ex))
+        )[0]
+        return jax.lax.map(one, problem.data, batch_size=256)
+
+    def body(carry, xs):
+        z, values = carry
+        t, indices, keep = xs
+        z = step(problem, optimizer, z, indices, jnp.ones(indices.shape, dtype))
+        scale = (common.learning_rate_at(learning_rate, t) / mean_size).astype(dtype)
+        values = jax.lax.cond(
+            keep, lambda v: v + scale * dots(z.params), lambda v: v, values
+        )
+        if with_progress:
+            progress_lib.tick(t + 1, num_steps)
+        return (z, values), None
+
+    values = jnp.zeros((n, *out_shape), dtype)
+    carry = (init_state(problem, optimizer), values)
+    xs = (jnp.arange(num_steps), schedule, saved)
+    (_, values), _ = jax.lax.scan(body, carry, xs)
+    return values
+
+
+def _saved_steps(checkpoints, schedule) -> jax.Array:
+    """`checkpoints` as a bool per step: True where the params after it are used."""
+    num_steps = schedule.shape[0]
+    if isinstance(checkpoints, str) and checkpoints == "epochs":
+        epochs = epochs_of(schedule)
+        return jnp.asarray(np.append(epochs[1:] != epochs[:-1], True))
+    steps = np.asarray(checkpoints)
+    if (
+        steps.ndim != 1
+        or steps.size == 0
+        or not np.issubdtype(steps.dtype, np.integer)
+        or steps.min() < 1
+        or steps.max() > num_steps
+    ):
+        raise ValueError(
+            "`checkpoints` must be None, 'epochs' or a 1-D int array of step "
+            f"counts in [1, num_steps = {num_steps}]; got {checkpoints!r}."
+        )
+    saved = np.zeros(num_steps, bool)
+    saved[steps - 1] = True
+    return jnp.asarray(saved)
+
+
 def tracin(
-    run: Run, query, *, learning_rate, targets=None, progress=False
+    run: Run,
+    query,
+    *,
+    learning_rate,
+    targets=None,
+    checkpoints=None,
+    progress=False,
 ) -> Influence:
     """TracIn: each example's first-order effect at the steps that held it.
 
@@ -78,6 +151,14 @@ def tracin(
         SGD; with another optimizer, pass the rate you want to weight by.
       targets: int array `(num_targets,)`; None means all. Every example is
         computed either way.
+      checkpoints: None for the ideal sum over the steps holding k (above).
+        Otherwise TracInCP, the checkpoint variant: the sum over checkpoints c
+        of (lr_{c-1} / mean|S|) <grad f(params_c), grad loss_k(params_c)> for
+        every example, params_c the parameters after c steps and mean|S| the
+        run's mean batch size. "epochs": a checkpoint at the end of each
+        epoch (`accjax.epochs_of`), where each example occurs once per epoch,
+        so the scale matches the ideal sum; or a 1-D int array of step counts
+        in [1, num_steps].
       progress: True (or a label) for a progress bar on stderr, or a callable
         `(done, total)`.
 
@@ -88,14 +169,15 @@ def tracin(
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     common.check_learning_rate(learning_rate)
+    options = dict(query=query, learning_rate=learning_rate)
+    args = (run.problem, run.optimizer, run.schedule)
     with progress_lib.reporting(progress, "tracin") as with_progress:
-        values = _tracin_all(
-            run.problem,
-            run.optimizer,
-            run.schedule,
-            query=query,
-            learning_rate=learning_rate,
-            with_progress=with_progress,
-        )
+        if checkpoints is None:
+            values = _tracin_all(*args, with_progress=with_progress, **options)
+        else:
+            saved = _saved_steps(checkpoints, run.schedule)
+            values = _tracin_checkpoints(
+                *args, saved, with_progress=with_progress, **options
+            )
         jax.block_until_ready(values)
     return Influence(targets, values[targets])
