@@ -125,13 +125,18 @@ def test_experiment_l2_override(tmp_path):
         "--estimators",
         "sgd_ie",
         "tracin",
+        "tracin_cp",
+        "dvemb",
+        "acc_dvemb",
         "influence_function",
         "--out",
         str(out),
     ]
     assert main(argv) == 0
     report = json.loads((out / "grid.json").read_text())
-    assert {"tracin", "influence_function"} <= set(report["rows"][0])
+    names = {"tracin", "tracin_cp", "dvemb", "acc_dvemb", "influence_function"}
+    assert names <= set(report["rows"][0])
+    assert main([*argv[:-2], "--optimizer", "adam", "--out", str(out / "a")]) == 2
     assert [r["l2"] for r in report["rows"]] == [0.5]
     assert report["setting"]["l2"] == 0.5
 

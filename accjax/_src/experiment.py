@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 import accjax
-from accjax._src.estimators.named import estimate
+from accjax._src.estimators.named import NEED_LEARNING_RATE, estimate
 from accjax._src.files import atomic_write, dump_json
 
 CONDITIONS = ("clean", "feature", "label")
@@ -41,6 +41,9 @@ ESTIMATORS = (
     "acc_nonlinear",
     "acc_last_layer",
     "tracin",
+    "tracin_cp",
+    "dvemb",
+    "acc_dvemb",
     "influence_function",
 )
 LDS_SUBSETS, LDS_FRACTION = 50, 0.5
@@ -299,6 +302,12 @@ def run_grid(
     for c in conditions:
         if c not in CONDITIONS:
             raise ValueError(f"condition must be one of {CONDITIONS}; got {c!r}.")
+    sgd_only = [e for e in estimators if e in NEED_LEARNING_RATE]
+    if optimizer != "sgd" and sgd_only:
+        raise ValueError(
+            f"estimators {sgd_only} model plain SGD; drop them with "
+            f"optimizer={optimizer!r}."
+        )
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "grid.json")
     rows = []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import jax
+from jax.flatten_util import ravel_pytree
 
 from accjax._src.estimators.acc import acc_sgd_ie
+from accjax._src.estimators.dvemb import acc_dvemb, dvemb
 from accjax._src.estimators.influence_function import influence_function
 from accjax._src.estimators.loo import loo_retrain
 from accjax._src.estimators.sgd_ie import sgd_ie
@@ -18,8 +20,16 @@ NAMES = (
     "acc_nonlinear",
     "acc_last_layer",
     "tracin",
+    "tracin_cp",
+    "dvemb",
+    "acc_dvemb",
     "influence_function",
 )
+# The estimators that model plain SGD and take the run's learning rate.
+NEED_LEARNING_RATE = ("tracin", "tracin_cp", "dvemb", "acc_dvemb")
+# DVEmb by name works in the full space up to this many parameters, else
+# projects to it (its backward sweep holds a d x d matrix).
+DVEMB_MAX_DIM = 2048
 
 
 def last_layer(params):
@@ -42,8 +52,11 @@ def estimate(
 
     "exact" is `loo_retrain`, "acc_nonlinear" is `acc_sgd_ie(readout=
     "nonlinear")`, "acc_last_layer" is `acc_sgd_ie` on `last_layer(params)`,
-    "influence_function" uses damping 1e-3 with conjugate gradients.
-    `learning_rate` (float or optax schedule) is needed by "tracin" only.
+    "influence_function" uses damping 1e-3 with conjugate gradients,
+    "tracin_cp" is `tracin(checkpoints="epochs")`, "dvemb" and "acc_dvemb" work
+    in the full space up to `DVEMB_MAX_DIM` parameters and project to that
+    dimension above it. `learning_rate` (float or optax schedule) is needed by
+    the estimators in `NEED_LEARNING_RATE`.
     """
     if name == "exact":
         return loo_retrain(run, query, progress=progress)
@@ -56,13 +69,31 @@ def estimate(
     if name == "acc_last_layer":
         subset = last_layer(run.problem.params)
         return acc_sgd_ie(run, query, params_subset=subset, progress=progress)
+    if name in NEED_LEARNING_RATE and learning_rate is None:
+        raise ValueError(
+            f"estimator {name!r} needs `learning_rate` (the float or optax "
+            "schedule the run was trained with)."
+        )
     if name == "tracin":
-        if learning_rate is None:
-            raise ValueError(
-                "estimator 'tracin' needs `learning_rate` (the float or optax "
-                "schedule the run was trained with)."
-            )
         return tracin(run, query, learning_rate=learning_rate, progress=progress)
+    if name == "tracin_cp":
+        return tracin(
+            run,
+            query,
+            learning_rate=learning_rate,
+            checkpoints="epochs",
+            progress=progress,
+        )
+    if name in ("dvemb", "acc_dvemb"):
+        size = ravel_pytree(run.problem.params)[0].shape[0]
+        fn = dvemb if name == "dvemb" else acc_dvemb
+        return fn(
+            run,
+            query,
+            learning_rate=learning_rate,
+            projection_dim=None if size <= DVEMB_MAX_DIM else DVEMB_MAX_DIM,
+            progress=progress,
+        )
     if name == "influence_function":
         return influence_function(run, query, damping=1e-3, method="cg")
     raise ValueError(f"unknown estimator {name!r}; expected one of {NAMES}.")
