@@ -269,6 +269,27 @@ def test_chunk_size_does_not_change_results(mlp_setup):
             np.testing.assert_allclose(part.values, full.values, rtol=1e-12, atol=1e-15)
 
 
+def test_chunks_skip_the_steps_before_their_targets_appear(mlp_setup):
+    from accjax._src.estimators import acc
+
+    problem, _, query, _ = mlp_setup
+    # Example 12 appears only in the last step, 3 only in the first two.
+    schedule = np.array(
+        [[0, 1, 2, 3], [3, 4, 5, 6], [7, 8, 9, 10], [11, 0, 1, 2], [12, 4, 5, -1]]
+    )
+    run = accjax.train(problem, optax.sgd(decaying_lr), schedule=schedule)
+    targets = np.array([12, 3, 9, 11])
+    chunks, _, starts, _ = acc._plan(jnp.asarray(targets), schedule, 13, 2, None)
+    np.testing.assert_array_equal(chunks, [[3, 9], [11, 12]])  # by first step
+    np.testing.assert_array_equal(starts, [0, 3])
+    got = accjax.acc_sgd_ie(run, query, targets=targets, chunk_size=2)
+    np.testing.assert_array_equal(got.targets, targets)
+    assert_matches_reference(
+        got, reference.acc_forward, problem.loss, problem.params, problem.data,
+        schedule, lrs_of(5), problem.l2, query,
+    )  # fmt: skip
+
+
 def test_window_all_steps_is_full_acc_and_empty_is_sgd_ie(mlp_setup):
     _, run, query, _ = mlp_setup
     full = accjax.acc_sgd_ie(run, query)

@@ -205,14 +205,14 @@ def _experiment(args) -> int:
         print(f"accjax experiment: error: {err}", file=sys.stderr)
         return 2
     print(
-        f"{'setting':36s} {'estimator':14s} {'rmse':>10s} {'kendall':>8s} "
+        f"{'setting':36s} {'estimator':18s} {'rmse':>10s} {'kendall':>8s} "
         f"{'jacc@10':>8s} {'lds':>6s}"
     )
     for key, cell in report["summary"].items():
         for name in args.estimators:
             m = cell[name]
             print(
-                f"{key:36s} {name:14s} {m['rmse']['mean']:10.3g} "
+                f"{key:36s} {name:18s} {m['rmse']['mean']:10.3g} "
                 f"{m['kendall']['mean']:8.3f} {m['jaccard@10']['mean']:8.3f} "
                 f"{m['lds']['mean']:6.3f}"
             )

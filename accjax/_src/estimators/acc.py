@@ -35,6 +35,7 @@ from accjax._src.train import (
     mark_bad_step,
     param_dtype,
     raise_if_bad_step,
+    step,
 )
 
 
@@ -254,11 +255,14 @@ def _acc_chunks(
     selected=None,
     chunk_groups=None,
     step_groups=None,
+    chunk_starts=None,
 ):
     """Values, param shifts and the first bad step of every chunk of targets.
 
     With `chunk_groups` `(num_chunks,)` and `step_groups` `(num_steps,)`, chunk
     c takes its injections only from the steps of group `chunk_groups[c]`.
+    With `chunk_starts` `(num_chunks,)`, chunk c runs only the factual step
+    before step `chunk_starts[c]`, where its perturbations are still zero.
     """
     num_chunks, size = chunks.shape
     num_steps = schedule.shape[0]
@@ -269,9 +273,11 @@ def _acc_chunks(
     if chunk_groups is None:
         chunk_groups = jnp.zeros((num_chunks,), jnp.int32)
         step_groups = jnp.zeros((num_steps,), jnp.int32)
+    if chunk_starts is None:
+        chunk_starts = jnp.zeros((num_chunks,), jnp.int32)
 
     def one_chunk(_, xs):
-        c, row, group = xs
+        c, row, group, start = xs
         # training index -> position in the chunk, -1 for non-targets
         inv = (
             jnp.full((n,), -1, jnp.int32)
@@ -282,16 +288,22 @@ def _acc_chunks(
         def body(carry, xs):
             z, d, bad = carry
             t, indices, in_window, step_group = xs
-            z, d = _acc_step(
-                problem,
-                optimizer,
-                view,
+            z, d = jax.lax.cond(
+                t >= start,
+                lambda z, d: _acc_step(
+                    problem,
+                    optimizer,
+                    view,
+                    z,
+                    d,
+                    inv,
+                    indices,
+                    in_window,
+                    step_group == group,
+                ),
+                lambda z, d: (factual_step(z, indices), d),
                 z,
                 d,
-                inv,
-                indices,
-                in_window,
-                step_group == group,
             )
             d = common.shard_targets(d, sharding)
             bad = mark_bad_step(bad, t, d)
@@ -323,10 +335,78 @@ def _acc_chunks(
         zeros = jax.tree.map(lambda a: jnp.zeros((size,) + a.shape, a.dtype), z.params)
         return None, (values, view.with_selected(zeros, shift), bad)
 
-    _, out = jax.lax.scan(
-        one_chunk, None, (jnp.arange(num_chunks), chunks, chunk_groups)
+    factual_step = lambda z, indices: step(
+        problem, optimizer, z, indices, jnp.ones(indices.shape, param_dtype(z.params))
     )
+    xs = (jnp.arange(num_chunks), chunks, chunk_groups, chunk_starts)
+    _, out = jax.lax.scan(one_chunk, None, xs)
     return out
+
+
+def first_injections(schedule, num_examples: int, groups=None) -> np.ndarray:
+    """`(num_groups, num_examples)`: the first step of each group that holds
+    each example (num_steps where none does). Before it, an example's
+    perturbation (its part from that group) is exactly zero."""
+    rows = np.asarray(schedule)
+    num_steps = rows.shape[0]
+    groups = np.zeros(num_steps, np.int32) if groups is None else np.asarray(groups)
+    first = np.full((int(groups.max()) + 1, num_examples), num_steps, np.int64)
+    for t in range(num_steps - 1, -1, -1):
+        row = rows[t]
+        first[groups[t], row[row >= 0]] = t
+    return first
+
+
+def _plan(targets, schedule, num_examples, size, groups):
+    """Chunks of targets in the order they first appear, and where each starts.
+
+    Returns `(chunks, chunk_groups, chunk_starts, positions)`: chunk rows
+    `(num_groups x num_chunks, size)` (-1 padding), their group and first
+    step with an injection (None if `groups` is None, resp. if the inputs are
+    traced), and for every chunk slot its place in the `(num_groups x K)`
+    output (num_groups x K for padding).
+    """
+    num_targets = targets.shape[0]
+    num_groups = 1 if groups is None else int(groups.max()) + 1
+    concrete = not isinstance(targets, jax.core.Tracer) and not isinstance(
+        schedule, jax.core.Tracer
+    )
+    first = (
+        first_injections(schedule, num_examples, groups)[:, np.asarray(targets)]
+        if concrete
+        else None
+    )
+    chunks, starts, positions = [], [], []
+    for g in range(num_groups):
+        if concrete:
+            order = np.argsort(first[g], kind="stable")
+        else:
+            order = np.arange(num_targets)
+        pos = np.full(-(-num_targets // size) * size, -1)
+        pos[:num_targets] = order
+        pos = pos.reshape(-1, size)
+        chunks.append(pos)
+        positions.append(np.where(pos >= 0, g * num_targets + pos, -1))
+        if concrete:
+            at = np.where(pos >= 0, first[g][np.maximum(pos, 0)], schedule.shape[0])
+            starts.append(at.min(axis=1))
+    index = np.concatenate(chunks)
+    chunks = jnp.where(index >= 0, targets[np.maximum(index, 0)], -1)
+    positions = np.concatenate(positions).reshape(-1)
+    positions = np.where(positions >= 0, positions, num_groups * num_targets)
+    chunk_groups = None
+    if groups is not None:
+        chunk_groups = jnp.repeat(jnp.arange(num_groups), chunks.shape[0] // num_groups)
+    chunk_starts = jnp.asarray(np.concatenate(starts), jnp.int32) if concrete else None
+    return chunks, chunk_groups, chunk_starts, positions
+
+
+def _assemble(a, positions, num_groups, num_targets):
+    """Chunk outputs `(chunks, size, ...)` -> `(num_groups, num_targets, ...)`."""
+    flat = a.reshape((-1,) + a.shape[2:])
+    out = jnp.zeros((num_groups * num_targets,) + a.shape[2:], a.dtype)
+    out = out.at[positions].set(flat, mode="drop")
+    return out.reshape((num_groups, num_targets) + a.shape[2:])
 
 
 def subset_flags(params_subset, params) -> tuple[bool, ...] | None:
@@ -490,31 +570,21 @@ def acc_sgd_ie(
         size = common.budget_chunk_size(
             _acc_chunks, args, targets, memory_budget, **options
         )
-    chunks = common.chunk(targets, size)
+    chunks, chunk_groups, chunk_starts, positions = _plan(
+        targets, run.schedule, run.problem.num_examples, size, groups
+    )
+    options.update(chunk_starts=chunk_starts)
     if groups is not None:
-        num_groups = int(groups.max()) + 1
-        options.update(
-            chunk_groups=jnp.repeat(jnp.arange(num_groups), chunks.shape[0]),
-            step_groups=jnp.asarray(groups),
-        )
-        chunks = jnp.tile(chunks, (num_groups, 1))
+        options.update(chunk_groups=chunk_groups, step_groups=jnp.asarray(groups))
     with progress_lib.reporting(progress, "acc_sgd_ie") as with_progress:
         values, shift, bad = _acc_chunks(
             *args, chunks, with_progress=with_progress, **options
         )
         jax.block_until_ready(values)
     raise_if_bad_step(bad, "acc_sgd_ie's perturbation", derivative=True)
-    num = targets.shape[0]
-    if groups is None:
-        return Influence(
-            targets, common.unchunk(values, num), common.unchunk(shift, num)
-        )
-    # (groups x chunks, size, ...) -> (groups, num_targets, ...)
-    split = lambda a: jax.vmap(lambda b: common.unchunk(b, num))(
-        a.reshape((num_groups, -1) + a.shape[1:])
-    )
-    by_epoch = split(values)
-    shift = jax.tree.map(lambda a: split(a).sum(0), shift)
-    return Influence(
-        targets, by_epoch.sum(0), shift, per_epoch=jnp.moveaxis(by_epoch, 0, 1)
-    )
+    num_groups = 1 if groups is None else int(groups.max()) + 1
+    place = lambda a: _assemble(a, positions, num_groups, targets.shape[0])
+    by_epoch = place(values)
+    shift = jax.tree.map(lambda a: place(a).sum(0), shift)
+    per_epoch = None if groups is None else jnp.moveaxis(by_epoch, 0, 1)
+    return Influence(targets, by_epoch.sum(0), shift, per_epoch=per_epoch)
