@@ -1,4 +1,5 @@
-"""ACC-SGD-IE with its targets sharded over 4 (virtual CPU) devices.
+"""ACC-SGD-IE and leave-one-out retraining with their targets sharded over 4
+(virtual CPU) devices.
 
 XLA_FLAGS must be set before JAX starts, so the check runs in a fresh process.
 """
@@ -20,7 +21,7 @@ SCRIPT = textwrap.dedent(
     import jax, numpy as np, optax
     jax.config.update("jax_enable_x64", True)
     import accjax
-    from accjax._src.estimators import acc, common
+    from accjax._src.estimators import acc, common, loo
     from tests.test_estimators import tanh_mlp_problem
 
     assert len(jax.devices()) == 4, jax.devices()
@@ -45,6 +46,17 @@ SCRIPT = textwrap.dedent(
     for leaf in [values, *jax.tree.leaves(shift)]:
         assert leaf.sharding.spec[:2] == (None, "targets"), leaf.sharding
         assert len(leaf.sharding.device_set) == 4
+    exact = accjax.loo_retrain(run, query)
+    split = accjax.loo_retrain(run, query, devices=jax.devices(), chunk_size=5)
+    np.testing.assert_allclose(split.values, exact.values, rtol=1e-12, atol=1e-15)
+    # Each device steps 2 of the 8 runs (7 targets + the factual reference):
+    # the compiled program holds w1 per device as (2, 3, 4), never (8, 3, 4).
+    hlo = loo._loo_chunks.lower(
+        run.problem, run.optimizer, run.schedule,
+        common.chunk(common.check_targets(None, 13), 7),
+        query=common.check_run(run, query), with_progress=False, sharding=sharding,
+    ).compile().as_text()
+    assert "f64[2,3,4]" in hlo and "f64[8,3,4]" not in hlo
     print("sharded ok")
     """
 )

@@ -19,14 +19,17 @@ from accjax._src.train import (
 )
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
-def _loo_chunks(problem, optimizer, schedule, chunks, *, query, with_progress):
+@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress", "sharding"))
+def _loo_chunks(
+    problem, optimizer, schedule, chunks, *, query, with_progress, sharding=None
+):
     """Retrains once per target of each chunk, plus one factual reference run.
 
     The factual run (target -1, removes nothing) goes through the same vmapped
     kernels as the counterfactual ones, so a target that never shapes the
     parameters gets a shift of exactly zero, not a rounding difference between
-    two code paths.
+    two code paths. With `sharding`, the runs (reference included) are split
+    over its devices.
     """
     num_chunks, size = chunks.shape
     num_steps = schedule.shape[0]
@@ -37,6 +40,7 @@ def _loo_chunks(problem, optimizer, schedule, chunks, *, query, with_progress):
     def one_chunk(_, xs):
         c, row = xs
         zs = jax.tree.map(lambda a: jnp.broadcast_to(a, (size + 1,) + a.shape), z0)
+        zs = common.shard_targets(zs, sharding)
 
         def body(carry, xs):
             zs, bad = carry
@@ -47,6 +51,7 @@ def _loo_chunks(problem, optimizer, schedule, chunks, *, query, with_progress):
             zs = jax.vmap(lambda z, w: step(problem, optimizer, z, indices, w))(
                 zs, weights
             )
+            zs = common.shard_targets(zs, sharding)
             bad = mark_bad_step(bad, t, zs.params)
             if with_progress:
                 progress_lib.tick(c * num_steps + t + 1, num_chunks * num_steps)
@@ -69,6 +74,7 @@ def loo_retrain(
     targets=None,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
+    devices=None,
     progress=False,
 ) -> Influence:
     """Exact counterfactual retraining without each target (DESIGN.md section 2).
@@ -90,7 +96,12 @@ def loo_retrain(
         None means all at once. Results do not depend on it.
       memory_budget: bytes the call may use (arguments, outputs and XLA's
         temporaries, by XLA's memory analysis of the compiled call); the
-        largest chunk size that fits is chosen. Exclusive with `chunk_size`.
+        largest chunk size that fits is chosen. Exclusive with `chunk_size`
+        and `devices`.
+      devices: split each chunk's retrainings over these devices, e.g.
+        `jax.devices()`. The chunk size is rounded up so that the chunk plus
+        its factual reference run is a multiple of the device count. None: no
+        sharding. Results do not depend on it.
       progress: True (or a label) for a progress bar on stderr, or a
         callable `(done, total)` called as the steps complete.
 
@@ -105,16 +116,24 @@ def loo_retrain(
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     size = common.check_chunk_size(chunk_size, targets.shape[0])
+    sharding = common.target_sharding(devices)
+    if sharding is not None:
+        num_devices = len(sharding.mesh.devices.flat)
+        size = -(-(size + 1) // num_devices) * num_devices - 1
     args = (run.problem, run.optimizer, run.schedule)
     if memory_budget is not None:
-        if chunk_size is not None:
-            raise ValueError("pass `memory_budget` or `chunk_size`, not both.")
+        if chunk_size is not None or devices is not None:
+            raise ValueError("pass `memory_budget` without `chunk_size` and `devices`.")
         size = common.budget_chunk_size(
             _loo_chunks, args, targets, memory_budget, query=query
         )
     with progress_lib.reporting(progress, "loo_retrain") as with_progress:
         values, shift, bad = _loo_chunks(
-            *args, common.chunk(targets, size), query=query, with_progress=with_progress
+            *args,
+            common.chunk(targets, size),
+            query=query,
+            with_progress=with_progress,
+            sharding=sharding,
         )
         jax.block_until_ready(values)
     raise_if_bad_step(bad, "leave-one-out retraining")
