@@ -278,12 +278,7 @@ def _acc_chunks(
 
     def one_chunk(_, xs):
         c, row, group, start = xs
-        # training index -> position in the chunk, -1 for non-targets
-        inv = (
-            jnp.full((n,), -1, jnp.int32)
-            .at[jnp.where(row >= 0, row, n)]
-            .set(jnp.arange(size, dtype=jnp.int32), mode="drop")
-        )
+        inv = common.target_slots(row, n)
 
         def body(carry, xs):
             z, d, bad = carry

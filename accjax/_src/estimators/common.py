@@ -167,6 +167,16 @@ def unchunk(tree, num_targets: int):
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:num_targets], tree)
 
 
+def target_slots(row: jax.Array, num_examples: int) -> jax.Array:
+    """Training index -> position in `row` (a chunk of targets, -1 padding);
+    -1 for examples that are not in it."""
+    return (
+        jnp.full((num_examples,), -1, jnp.int32)
+        .at[jnp.where(row >= 0, row, num_examples)]
+        .set(jnp.arange(row.shape[0], dtype=jnp.int32), mode="drop")
+    )
+
+
 def counterfactual_weights(indices: jax.Array, target, dtype) -> jax.Array:
     """Batch-slot weights of the run without `target`: 0 where it sits, else 1.
 

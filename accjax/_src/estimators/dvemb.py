@@ -69,16 +69,6 @@ def _rates(learning_rate, t, indices, l2, dtype):
     return (lr / size).astype(dtype), (1 - lr * l2).astype(dtype)
 
 
-def _target_slots(targets, num_examples):
-    """Training index -> position among `targets`, -1 for the others."""
-    size = targets.shape[0]
-    return (
-        jnp.full((num_examples,), -1, jnp.int32)
-        .at[jnp.where(targets >= 0, targets, num_examples)]
-        .set(jnp.arange(size, dtype=jnp.int32), mode="drop")
-    )
-
-
 def _read_out(emb, u):
     """Influence per target and group from embeddings `(K, G, d)`."""
     return jnp.einsum("kgd,d->kg" if u.ndim == 1 else "kgd,qd->kgq", emb, u)
@@ -118,7 +108,7 @@ def _dvemb_sweep(
 
     steps = (jnp.arange(num_steps), schedule)
     z, thetas = jax.lax.scan(forward, z0, steps)
-    inv = _target_slots(targets, problem.num_examples)
+    inv = common.target_slots(targets, problem.num_examples)
     size = targets.shape[0]
     dim = thetas.shape[1] if projection is None else projection.shape[0]
 
@@ -168,7 +158,7 @@ def _acc_dvemb_chunks(
 
     def one_chunk(_, xs):
         c, row = xs
-        inv = _target_slots(row, problem.num_examples)
+        inv = common.target_slots(row, problem.num_examples)
 
         def body(carry, xs):
             z, d = carry
@@ -248,6 +238,13 @@ def _prepare(run, query, learning_rate, targets, projection_dim, seed, per_epoch
 
 def _influence(targets, emb, grouped, unravel, projection, per_epoch) -> Influence:
     """`values` summed over the groups; `param_shift` in the full space only."""
+    if not isinstance(grouped, jax.core.Tracer) and not bool(
+        jnp.all(jnp.isfinite(grouped))
+    ):
+        raise FloatingPointError(
+            "DVEmb produced non-finite influence values; check that training "
+            "stayed finite (the replayed trajectory) and the learning rate."
+        )
     shift = None if projection is not None else jax.vmap(unravel)(emb.sum(1))
     by_epoch = None if per_epoch is False or per_epoch is None else grouped
     return Influence(targets, grouped.sum(1), shift, per_epoch=by_epoch)
