@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 import jax
@@ -24,6 +25,11 @@ import numpy as np
 import optax
 
 import accjax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scale  # noqa: E402  (the FLOP model of bench/scale.py)
+
+MATMUL_SIZE = 2048
 
 
 def parse_args(argv=None):
@@ -34,6 +40,12 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--epochs", type=int, default=38)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="targets per chunk for loo_retrain and acc_sgd_ie (default: one chunk)",
+    )
     p.add_argument("--x64", action="store_true", help="float64 (default float32)")
     p.add_argument("--out", default=None, help="JSON path (default: stdout only)")
     return p.parse_args(argv)
@@ -73,13 +85,18 @@ def compile_case(fn, arg):
     }
 
 
-def time_rounds(compiled: dict, arg, repeats: int) -> dict:
-    """Times every case once per round, `repeats` rounds, so drift hits all alike."""
-    times = {name: [] for name in compiled}
+def time_rounds(compiled: dict, arg, repeats: int, extra=None) -> dict:
+    """Times every case once per round, `repeats` rounds, so drift hits all alike.
+
+    `extra`: more cases `{name: (compiled, argument)}` with their own argument.
+    """
+    calls = {name: (fn, arg) for name, fn in compiled.items()}
+    calls.update(extra or {})
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        for name, fn in compiled.items():
+        for name, (fn, a) in calls.items():
             start = time.perf_counter()
-            jax.block_until_ready(fn(arg))
+            jax.block_until_ready(fn(a))
             times[name].append(time.perf_counter() - start)
     return times
 
@@ -96,17 +113,28 @@ def main(argv=None):
         "train": (
             lambda r: accjax.train(r.problem, optimizer, schedule=r.schedule).params
         ),
-        "loo_retrain": lambda r: accjax.loo_retrain(r, query).values,
+        "loo_retrain": lambda r: (
+            accjax.loo_retrain(r, query, chunk_size=args.chunk_size).values
+        ),
         "sgd_ie": lambda r: accjax.sgd_ie(r, query).values,
-        "acc_sgd_ie": lambda r: accjax.acc_sgd_ie(r, query).values,
+        "acc_sgd_ie": lambda r: (
+            accjax.acc_sgd_ie(r, query, chunk_size=args.chunk_size).values
+        ),
     }
     compiled, memory, outputs = {}, {}, {}
     for name, fn in cases.items():
         compiled[name], memory[name] = compile_case(fn, run)
         outputs[name] = compiled[name](run)
-    times = time_rounds(compiled, run, args.repeats)
+    # the dense matmul rate, timed in the same rounds
+    dtype = jnp.float64 if args.x64 else jnp.float32
+    square = jnp.ones((MATMUL_SIZE, MATMUL_SIZE), dtype)
+    compiled["matmul"], memory["matmul"] = compile_case(lambda a: a @ a, square)
+    times = time_rounds(
+        {k: v for k, v in compiled.items() if k != "matmul"}, run, args.repeats,
+        extra={"matmul": (compiled["matmul"], square)},
+    )  # fmt: skip
     results = {}
-    for name in cases:
+    for name in (*cases, "matmul"):
         median = statistics.median(times[name])
         results[name] = {
             "median_s": median,
@@ -124,8 +152,24 @@ def main(argv=None):
         }
         for name in ("sgd_ie", "acc_sgd_ie")
     }
+    matmul_rate = 2 * MATMUL_SIZE**3 / results["matmul"]["median_s"]
+    results["matmul"]["flops_per_s"] = matmul_rate
     for name in ("loo_retrain", "acc_sgd_ie"):
         results[name]["target_steps_per_s"] = n * steps / results[name]["median_s"]
+        if tuple(args.widths) == scale.WIDTHS:
+            flops = scale.flop_count(
+                name, args.num_features, args.batch_size, steps, n, args.chunk_size
+            )
+            results[name]["flops"] = flops
+            results[name]["fraction_of_matmul"] = (
+                flops / results[name]["median_s"] / matmul_rate
+            )
+            print(
+                f"{name:12s} {flops / results[name]['median_s'] / 1e9:.1f} GFLOP/s"
+                f" = {results[name]['fraction_of_matmul']:.2f} of the matmul's "
+                f"{matmul_rate / 1e9:.1f}",
+                flush=True,
+            )
     ratios = {
         "acc_over_loo": results["acc_sgd_ie"]["median_s"]
         / results["loo_retrain"]["median_s"],
@@ -148,6 +192,7 @@ def main(argv=None):
             "batch_size": args.batch_size,
             "epochs": args.epochs,
             "num_steps": steps,
+            "chunk_size": args.chunk_size,
         },
         "repeats": args.repeats,
         "results": results,
