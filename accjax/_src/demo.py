@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 import accjax
+from accjax._src.datasets.bundled import breast_cancer_pool
 from accjax._src.estimators.named import estimate
 from accjax._src.files import atomic_write, dump_json
 
@@ -22,7 +23,7 @@ class UsageError(ValueError):
 
 def breast_cancer_splits(n_train: int, n_val: int, seed: int, dtype):
     """scikit-learn's bundled breast-cancer data, split as the reference does."""
-    pool = 569
+    pool = breast_cancer_pool().x.shape[0]
     if n_train < 2 or n_val < 1 or n_train + n_val > pool:
         raise UsageError(
             f"--n-train {n_train} and --n-val {n_val} must be >= 2 and >= 1 and sum "
