@@ -166,3 +166,12 @@ def test_cleanse_bad_option_is_reported(capsys, tmp_path):
     code = main(["cleanse", "--remove", "0", "--out", str(tmp_path), "--n-train", "40"])
     assert code == 2
     assert "`remove`" in capsys.readouterr().err
+
+
+def test_experiment_warns_when_the_l2_makes_sgd_diverge():
+    import accjax
+    from accjax._src.experiment import make_problem
+
+    splits = accjax.datasets.load("breast_cancer", n_train=20, n_val=10, n_test=10)
+    with pytest.warns(UserWarning, match="diverge"):
+        make_problem("logreg", splits, 0, l2=25.0)

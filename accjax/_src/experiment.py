@@ -102,6 +102,13 @@ def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None)
         )
         lr = 0.1
         l2 = cv_l2(*splits.train, seed) if l2 is None else l2
+        if lr * l2 > 2:
+            warnings.warn(
+                f"logreg: L2 = {l2:.3g} with lr {lr} makes plain SGD diverge (the L2 "
+                f"term alone scales the parameters by {1 - lr * l2:.2f} per step); "
+                "its influence values are meaningless. Pass --l2 to override.",
+                stacklevel=2,
+            )
     elif model == "cnn":
         params, apply = accjax.models.cnn(
             key, train[0].shape[1:], splits.info["num_classes"], dtype=dtype
