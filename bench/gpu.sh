@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
-# The accelerator benchmark set, one script for a lent GPU/TPU (about 8 minutes).
+# The accelerator benchmark set, one script for a lent GPU (about 8 minutes).
 #
 #   bash bench/gpu.sh [OUT]          # OUT defaults to bench-out/gpu
 #
-# Installs the CUDA wheels of jax when an NVIDIA GPU is present and jax does not
-# see it, then runs, each under its own time limit, writing JSON under OUT:
+# Runs, each under its own time limit, writing JSON under OUT:
 #   speed.json      bench/speed.py at the reference size (acc/loo, sgd_ie/train)
+#   speed-4000.json bench/speed.py at issue 6's size (n = 4,000, 10 epochs, chunk 1000)
 #   scale.json      bench/scale.py --quick (time and memory against n, T, |params|)
 #   mnist_all.json  ACC-SGD-IE over 11,000 MNIST 1-vs-7 examples (the headline)
-# The data sets are read from $ACCJAX_DATA (default ../shared/data).
+#
+# The lent machine can reach nothing outside it and our .venv does not travel:
+# use its python3 (JAX with CUDA, optax, flax, chex, scikit-learn and matplotlib
+# are in its image) with this checkout on PYTHONPATH. ../shared/data does not
+# travel either; copy MNIST into an ignored folder of the checkout and carry it:
+#
+#   echo /.device-data/ >> .git/info/exclude
+#   mkdir -p .device-data/mnist && cp ../shared/data/mnist/*.gz .device-data/mnist/
+#   run(command="bash bench/gpu.sh $OUT", carry=[".device-data"], timeout_s=560)
 set -u
 OUT=${1:-bench-out/gpu}
 mkdir -p "$OUT"
-PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
-export ACCJAX_DATA=${ACCJAX_DATA:-../shared/data}
-if command -v nvidia-smi >/dev/null && ! "$PY" -c "import jax,sys; sys.exit(jax.default_backend()!='gpu')" 2>/dev/null; then
-  "$PY" -m pip install -q "jax[cuda12]" || echo "could not install jax[cuda12]" >&2
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
+elif ! command -v nvidia-smi >/dev/null && [ -x .venv/bin/python ]; then PY=.venv/bin/python  # a CPU try-out
+else PY=python3; fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [ -z "${ACCJAX_DATA:-}" ]; then
+  if [ -d .device-data ]; then export ACCJAX_DATA=$PWD/.device-data; else export ACCJAX_DATA=../shared/data; fi
 fi
-"$PY" -c "import jax; print(jax.devices())" | tee "$OUT/devices.txt"
-nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee -a "$OUT/devices.txt"
+LOG="$OUT/log.txt"  # one log: the device returns at most 8 files
+"$PY" -c "import jax; print(jax.__version__, jax.devices())" 2>&1 | tee "$LOG"
+nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee -a "$LOG"
 run() {  # run SECONDS NAME CMD...
   local limit=$1 name=$2; shift 2
-  echo "== $name (limit ${limit}s)"
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
-  echo "   exit $? ($(tail -c 300 "$OUT/$name.log" | tr '\n' ' '))"
+  echo "== $name (limit ${limit}s)" | tee -a "$LOG"
+  timeout "$limit" "$@" >> "$LOG" 2>&1
+  echo "   $name exit $?" | tee -a "$LOG"
 }
 run 90 speed "$PY" bench/speed.py --repeats 5 --out "$OUT/speed.json"
-run 180 scale "$PY" bench/scale.py --quick --out "$OUT/scale/scale.json"
-run 200 mnist_all "$PY" bench/mnist_all.py --epochs 3 --out "$OUT/mnist_all.json"
+run 120 speed-4000 "$PY" bench/speed.py --num-examples 4000 --epochs 10 --repeats 3 \
+  --chunk-size 1000 --out "$OUT/speed-4000.json"
+run 150 scale "$PY" bench/scale.py --quick --out "$OUT/scale/scale.json"
+run 150 mnist_all "$PY" bench/mnist_all.py --epochs 3 --out "$OUT/mnist_all.json"
 ls -la "$OUT"
