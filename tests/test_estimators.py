@@ -185,6 +185,13 @@ def test_per_epoch_breakdown_matches_reference_loops(mlp_setup):
     np.testing.assert_allclose(two.per_epoch.sum(1), sgd.values[targets], rtol=1e-12)
     first = reference.hara_sgd_ie(*args, problem.l2, query, epochs=mine)
     np.testing.assert_allclose(two.per_epoch, first[targets], rtol=1e-9, atol=1e-13)
+    # Under jit the epochs must be given: they are read off a concrete schedule.
+    jitted = jax.jit(
+        lambda r: accjax.acc_sgd_ie(r, query, targets=targets, per_epoch=epochs)
+    )(run)
+    np.testing.assert_allclose(jitted.per_epoch, acc.per_epoch, rtol=1e-12)
+    with pytest.raises(ValueError, match="concrete"):
+        jax.jit(lambda r: accjax.sgd_ie(r, query, per_epoch=True))(run)
     with pytest.raises(ValueError, match="`per_epoch`"):
         accjax.sgd_ie(run, query, per_epoch=np.arange(3))
     with pytest.raises(ValueError, match="readout='linear'"):

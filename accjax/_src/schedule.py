@@ -93,6 +93,12 @@ def epochs_of(schedule) -> np.ndarray:
     these are exactly its epochs; for other schedules, maximal runs of steps
     that visit no example twice.
     """
+    if isinstance(schedule, jax.core.Tracer):
+        raise ValueError(
+            "finding the epochs needs a concrete (not traced) schedule; call the "
+            "estimator outside jax.jit, or give the steps' groups (per_epoch=) or "
+            "checkpoints as an int array."
+        )
     rows = np.asarray(schedule)
     out = np.zeros(rows.shape[0], np.int32)
     seen: set[int] = set()
@@ -116,8 +122,6 @@ def check_per_epoch(per_epoch, schedule) -> np.ndarray | None:
     """
     if per_epoch is False or per_epoch is None:
         return None
-    if isinstance(schedule, jax.core.Tracer):
-        raise ValueError("`per_epoch` needs a concrete (not traced) schedule.")
     num_steps = schedule.shape[0]
     if per_epoch is True:
         return epochs_of(schedule)
