@@ -175,3 +175,25 @@ def test_experiment_warns_when_the_l2_makes_sgd_diverge():
     splits = accjax.datasets.load("breast_cancer", n_train=20, n_val=10, n_test=10)
     with pytest.warns(UserWarning, match="diverge"):
         make_problem("logreg", splits, 0, l2=25.0)
+
+
+def test_experiment_settings_reuse_compiled_estimators():
+    """A grid's settings differ in data and seed, not in code: the second seed
+    must not compile the estimators again (a 300-setting grid ran out of memory
+    on compiled code before the optimizer was shared)."""
+    import accjax
+    from accjax._src.estimators import acc, loo
+    from accjax._src.experiment import make_problem, run_setting
+
+    for seed in (0, 1):
+        splits = accjax.datasets.load(
+            "breast_cancer", n_train=20, n_val=10, n_test=10, seed=seed
+        )
+        problem, optimizer, lr, query = make_problem("mlp", splits, seed)
+        run_setting(
+            problem, optimizer, lr, query, epochs=2, batch_size=10,
+            estimators=["acc_sgd_ie"],
+        )  # fmt: skip
+        if seed == 0:
+            sizes = (acc._acc_chunks._cache_size(), loo._loo_chunks._cache_size())
+    assert (acc._acc_chunks._cache_size(), loo._loo_chunks._cache_size()) == sizes

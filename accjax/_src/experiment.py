@@ -10,6 +10,7 @@ what it finished and `resume=True` skips it.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import sys
@@ -79,6 +80,19 @@ def model_data(model: str, splits, part) -> tuple:
     return jnp.asarray(x, dtype), jnp.asarray(y, jnp.int32)
 
 
+def mlp_learning_rate(t):
+    """The reference MLP's step size, 0.1 / sqrt(t + 1)."""
+    return 0.1 / jnp.sqrt(t + 1.0)
+
+
+@functools.cache
+def make_optimizer(name: str, lr):
+    """One optax optimizer object per (name, lr): estimators take the optimizer
+    as a static argument, so a grid that built a new one per setting compiled
+    every estimator anew for each, and its compiled code piled up in memory."""
+    return optax.adam(1e-2, eps_root=1e-8) if name == "adam" else optax.sgd(lr)
+
+
 def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None):
     """The reference recipes: (problem, optimizer, learning rate, query).
 
@@ -94,7 +108,7 @@ def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None)
     key = jax.random.PRNGKey(seed)
     if model == "mlp":
         params, apply = accjax.models.mlp(key, train[0].shape[1], (8, 8), dtype=dtype)
-        lr = lambda t: 0.1 / jnp.sqrt(t + 1.0)
+        lr = mlp_learning_rate
         l2 = 0.0 if l2 is None else l2
     elif model == "logreg":
         params, apply = accjax.models.logistic_regression(
@@ -117,7 +131,7 @@ def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None)
         l2 = 0.0 if l2 is None else l2
     else:
         raise ValueError(f"model must be 'mlp', 'logreg' or 'cnn'; got {model!r}.")
-    opt = optax.adam(1e-2, eps_root=1e-8) if optimizer == "adam" else optax.sgd(lr)
+    opt = make_optimizer(optimizer, lr)
     if model == "cnn":
         loss = accjax.models.multiclass_loss(apply)
     else:
