@@ -50,7 +50,7 @@ def relative(grid: dict, new="acc_sgd_ie", old="sgd_ie") -> str:
         data, model, condition, _ = key.split("/")
         groups.setdefault((data, model, condition), []).append(cell)
     lines = [
-        "| data | model | condition | epochs | RMSE | Kendall | Jaccard@10 |",
+        "| data | model | condition | lengths | RMSE | Kendall | Jaccard@10 |",
         "|---|---|---|---|---|---|---|",
     ]
     for (data, model, condition), cells in sorted(groups.items()):
