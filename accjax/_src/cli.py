@@ -206,7 +206,7 @@ def _experiment(args) -> int:
         return 2
     print(
         f"{'setting':36s} {'estimator':18s} {'rmse':>10s} {'kendall':>8s} "
-        f"{'jacc@10':>8s} {'lds':>6s}"
+        f"{'jacc@10':>8s} {'lds':>6s} {'seconds':>8s}"
     )
     for key, cell in report["summary"].items():
         for name in args.estimators:
@@ -214,7 +214,7 @@ def _experiment(args) -> int:
             print(
                 f"{key:36s} {name:18s} {m['rmse']['mean']:10.3g} "
                 f"{m['kendall']['mean']:8.3f} {m['jaccard@10']['mean']:8.3f} "
-                f"{m['lds']['mean']:6.3f}"
+                f"{m['lds']['mean']:6.3f} {m['seconds']:8.2f}"
             )
     print(f"wrote {args.out}/grid.json, summary.csv, metrics.png, scatter.png")
     return 0

@@ -183,8 +183,9 @@ def run_setting(
 
 
 def summarize(rows, estimators) -> dict:
-    """Mean and std over seeds per (dataset, model, condition, epochs), and each
-    estimator's relative change of the mean against SGD-IE's."""
+    """Mean and std over seeds per (dataset, model, condition, epochs), each
+    estimator's relative change of the mean against SGD-IE's, and its median
+    wall time over the seeds."""
     groups = {}
     for r in rows:
         key = "/".join(str(r[k]) for k in KEY if k != "seed")
@@ -207,6 +208,7 @@ def summarize(rows, estimators) -> dict:
                     "std": float(np.std(vals)),
                     "vs_sgd_ie": (mean - base) / abs(base) if base else None,
                 }
+            cell[name]["seconds"] = float(np.median([r["seconds"][name] for r in sel]))
         summary[key] = cell
     return summary
 
