@@ -62,11 +62,18 @@ def _query_grad(query, params, projection):
     return flat if projection is None else flat @ projection.T
 
 
-def _rates(learning_rate, t, indices, l2, dtype):
-    """(eta_t / |S_t|, 1 - eta_t l2) of step t."""
+def _batch_terms(
+    problem, params, t, indices, inv, size, projection, learning_rate, dtype
+):
+    """What both sweeps need of step t: the batch's projected per-example
+    gradients `(B, d)`, eta_t / |S_t|, 1 - eta_t l2, each slot's target position
+    (-1 for none) and its scatter index (`size`, out of range, for none)."""
+    g = _example_grads(problem, params, indices, projection)
     lr = common.learning_rate_at(learning_rate, t)
-    size = jnp.sum(indices >= 0)
-    return (lr / size).astype(dtype), (1 - lr * l2).astype(dtype)
+    eta = (lr / jnp.sum(indices >= 0)).astype(dtype)
+    decay = (1 - lr * problem.l2).astype(dtype)
+    slots = jnp.where(indices >= 0, inv[jnp.maximum(indices, 0)], -1)
+    return g, eta, decay, slots, jnp.where(slots >= 0, slots, size)
 
 
 def _read_out(emb, u):
@@ -116,10 +123,10 @@ def _dvemb_sweep(
         # a = J_{T-1} ... J_{t+1}: the propagator from after step t to the end
         a, emb = carry
         t, indices, theta, group = xs
-        g = _example_grads(problem, unravel(theta), indices, projection)
-        eta, decay = _rates(learning_rate, t, indices, problem.l2, dtype)
-        slots = jnp.where(indices >= 0, inv[jnp.maximum(indices, 0)], -1)
-        to = jnp.where(slots >= 0, slots, size)
+        g, eta, decay, _, to = _batch_terms(
+            problem, unravel(theta), t, indices, inv, size, projection,
+            learning_rate, dtype,
+        )  # fmt: skip
         emb = emb.at[to, group].add(eta * g @ a.T, mode="drop")
         a = decay * a - eta * (a @ g.T) @ g
         if with_progress:
@@ -163,10 +170,10 @@ def _acc_dvemb_chunks(
         def body(carry, xs):
             z, d = carry
             t, indices, group = xs
-            g = _example_grads(problem, z.params, indices, projection)
-            eta, decay = _rates(learning_rate, t, indices, problem.l2, dtype)
-            slots = jnp.where(indices >= 0, inv[jnp.maximum(indices, 0)], -1)
-            to = jnp.where(slots >= 0, slots, size)
+            g, eta, decay, slots, to = _batch_terms(
+                problem, z.params, t, indices, inv, size, projection,
+                learning_rate, dtype,
+            )  # fmt: skip
             # the shared Fisher step, then k's own rank-one term given back
             shared = decay * d - eta * jnp.einsum(
                 "kgb,bd->kgd", jnp.einsum("kgd,bd->kgb", d, g), g
