@@ -103,6 +103,26 @@ def test_bad_problem():
         accjax.train(problem, lambda g: g, batch_size=2, epochs=1)
 
 
+@pytest.mark.parametrize("l2", [-1.0, float("nan"), float("inf"), -1])
+def test_bad_l2_is_refused_when_the_problem_is_built(l2):
+    problem, _ = quadratic_problem()
+    with pytest.raises(ValueError, match=r"`l2` must be a finite float >= 0.*got"):
+        accjax.Problem(problem.loss, problem.params, problem.data, l2=l2)
+
+
+def test_bad_l2_array_or_type_is_refused_before_training():
+    problem, _ = quadratic_problem()
+    with pytest.raises(TypeError, match="`l2` must be a float >= 0; got '0.1'"):
+        accjax.Problem(problem.loss, problem.params, problem.data, l2="0.1")
+    for l2, error in [(jnp.array(-0.5), ValueError), (jnp.ones(2), TypeError)]:
+        bad = accjax.Problem(problem.loss, problem.params, problem.data, l2=l2)
+        with pytest.raises(error, match="`l2` must be"):
+            accjax.train(bad, optax.sgd(0.1), batch_size=2, epochs=1)
+    # Traced coefficients (vmap over l2) are left alone.
+    ok = accjax.Problem(problem.loss, problem.params, problem.data, l2=0.0)
+    assert jax.tree.map(lambda a: a, ok).l2 == 0.0
+
+
 @pytest.fixture(scope="module")
 def small_run():
     problem, val = quadratic_problem()

@@ -43,6 +43,12 @@ class Problem:
     data: PyTree
     l2: float = 0.0
 
+    def __post_init__(self):
+        # Python and NumPy numbers are checked at once; arrays (possibly traced,
+        # or placeholders while JAX rebuilds the tree) are left to `check_problem`.
+        if isinstance(self.l2, int | float | str | np.number):
+            check_l2(self.l2)
+
     @property
     def num_examples(self) -> int:
         return num_examples(self.data)
@@ -155,6 +161,23 @@ def as_query_tree(query: Callable) -> jax.tree_util.Partial:
     return jax.tree_util.Partial(query)
 
 
+def check_l2(l2) -> None:
+    """A finite coefficient >= 0; a no-op on traced values."""
+    if isinstance(l2, jax.core.Tracer):
+        return
+    if isinstance(l2, bool | str) or np.ndim(l2) != 0:
+        raise TypeError(f"`l2` must be a float >= 0; got {l2!r}.")
+    try:
+        value = float(l2)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`l2` must be a float >= 0; got {l2!r}.") from err
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(
+            f"`l2` must be a finite float >= 0 (the coefficient of (l2/2) ||params||^2 "
+            f"in every step's objective); got {l2!r}. Use 0.0 for no L2 term."
+        )
+
+
 def check_problem(problem: Problem) -> None:
     """Validates `problem` before tracing; a no-op on traced values."""
     if not isinstance(problem, Problem):
@@ -162,6 +185,7 @@ def check_problem(problem: Problem) -> None:
             f"expected an accjax.Problem, got {type(problem).__name__}. Build one "
             "with accjax.Problem(loss, params, data, l2=...)."
         )
+    check_l2(problem.l2)
     n = num_examples(problem.data)
     bad = [
         str(jnp.result_type(leaf))
