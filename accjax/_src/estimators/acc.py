@@ -576,6 +576,7 @@ def acc_sgd_ie(
             *args, chunks, with_progress=with_progress, **options
         )
         jax.block_until_ready(values)
+    values, shift, bad = common.to_local((values, shift, bad))
     raise_if_bad_step(bad, "acc_sgd_ie's perturbation", derivative=True)
     num_groups = 1 if groups is None else int(groups.max()) + 1
     place = lambda a: _assemble(a, positions, num_groups, targets.shape[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from accjax._src.problem import Run, as_query_tree, check_problem, check_query
 from accjax._src.schedule import check_schedule
@@ -153,6 +154,23 @@ def shard_targets(tree, sharding):
     if sharding is None:
         return tree
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, sharding), tree)
+
+
+def to_local(tree):
+    """Leaves spread over several processes (a mesh of many hosts) gathered into
+    ordinary arrays on this process's default device, equal on every process.
+
+    Every process must call it (it is a collective); arrays this process holds
+    entirely, and traced values, are returned as they are.
+    """
+
+    def local(a):
+        traced = isinstance(a, jax.core.Tracer)
+        if traced or not isinstance(a, jax.Array) or a.is_fully_addressable:
+            return a
+        return jnp.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    return jax.tree.map(local, tree)
 
 
 def chunk(targets: jax.Array, chunk_size: int) -> jax.Array:

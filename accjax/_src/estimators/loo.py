@@ -136,6 +136,7 @@ def loo_retrain(
             sharding=sharding,
         )
         jax.block_until_ready(values)
+    values, shift, bad = common.to_local((values, shift, bad))
     raise_if_bad_step(bad, "leave-one-out retraining")
     num = targets.shape[0]
     return Influence(targets, common.unchunk(values, num), common.unchunk(shift, num))
