@@ -5,28 +5,69 @@ the batch objective is written out as a Python sum and plain SGD is applied
 by hand with the learning rate of each step.
 """
 
+import functools
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 
+def _fingerprint(x):
+    """Hashable stand-in for an argument: functions by identity (the key keeps
+    them alive), arrays and numbers (in any pytree) by content."""
+    if callable(x):
+        return x
+    leaves, treedef = jax.tree.flatten(x)
+    arrays = [np.asarray(a) for a in leaves]
+    return str(treedef), tuple((a.shape, a.dtype.str, a.tobytes()) for a in arrays)
+
+
+def memoized(fn):
+    """Caches `fn` on its arguments' contents. The references stay plain loops;
+    a test asking again for the same trajectory or batch Hessian (another
+    target, another epoch) gets the one already computed."""
+    signature = inspect.signature(fn)
+    cache = {}
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        key = tuple(_fingerprint(a) for a in bound.arguments.values())
+        if key not in cache:
+            cache[key] = fn(*args, **kwargs)
+        return cache[key]
+
+    return wrapper
+
+
 def batch_objective(loss, flat, unravel, data, batch, drop, l2):
-    """(1/|S|) sum_{i in S, i not dropped} loss_i + (l2/2)||theta||^2, written out.
+    """(1/|S|) sum_{i in S, i not dropped} loss_i + (l2/2)||theta||^2, written out
+    as a Python sum over the batch slots; padding (-1) and dropped examples add 0.
 
     `drop` is one index (-1 for none) or a collection of indices.
     """
-    drops = {int(drop)} if np.ndim(drop) == 0 else {int(i) for i in drop}
-    rows = [int(i) for i in batch if i >= 0]
+    batch = jnp.asarray(batch)
+    drops = jnp.atleast_1d(jnp.asarray(drop))
+    params = unravel(flat)
     total = 0.0
-    for i in rows:
-        if i in drops:
-            continue
-        example = jax.tree.map(lambda a, i=i: a[i], data)
-        total = total + loss(unravel(flat), example)
-    return total / len(rows) + 0.5 * l2 * jnp.dot(flat, flat)
+    for slot in range(batch.shape[0]):
+        i = batch[slot]
+        example = jax.tree.map(lambda a, i=i: a[jnp.maximum(i, 0)], data)
+        keep = (i >= 0) & ~jnp.any(drops == i)
+        total = total + jnp.where(keep, loss(params, example), 0.0)
+    return total / jnp.sum(batch >= 0) + 0.5 * l2 * jnp.dot(flat, flat)
 
 
+# One compilation per (loss, parameter layout, shapes); batches, dropped indices
+# and parameters are traced.
+_batch_grad = jax.jit(jax.grad(batch_objective, argnums=1), static_argnums=(0, 2))
+_batch_hessian = jax.jit(jax.hessian(batch_objective, argnums=1), static_argnums=(0, 2))
+
+
+@memoized
 def trajectory(loss, params, data, schedule, lrs, l2, drop=-1, from_step=0):
     """Flat parameters before every step and after the last: `(T + 1, P)`.
 
@@ -36,7 +77,7 @@ def trajectory(loss, params, data, schedule, lrs, l2, drop=-1, from_step=0):
     flat, unravel = ravel_pytree(params)
     out = [flat]
     for t, batch in enumerate(np.asarray(schedule)):
-        g = jax.grad(batch_objective, argnums=1)(
+        g = _batch_grad(
             loss, flat, unravel, data, batch, drop if t >= from_step else -1, l2
         )
         flat = flat - lrs[t] * g
@@ -51,12 +92,12 @@ def loo(loss, params, data, schedule, lrs, l2, query, target):
     return query(unravel(thetas_k[-1])) - query(unravel(thetas[-1])), shift
 
 
+@memoized
 def _hessian(loss, flat, unravel, data, batch, drop, l2):
-    return jax.hessian(batch_objective, argnums=1)(
-        loss, flat, unravel, data, batch, drop, l2
-    )
+    return _batch_hessian(loss, flat, unravel, data, batch, drop, l2)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
 def _example_grad(loss, flat, unravel, data, k):
     example = jax.tree.map(lambda a: a[k], data)
     return jax.grad(lambda f: loss(unravel(f), example))(flat)
