@@ -19,16 +19,20 @@ LR, B1, B2, EPS = 0.05, 0.9, 0.99, 1e-3
 
 
 def adam_step(problem, unravel, batch, t, state, weights):
-    """One hand-written Adam step on the flat state (theta, m, v), t from 0."""
+    """One hand-written Adam step on the flat state (theta, m, v), t from 0.
+
+    `weights` has one entry per batch slot; padding slots (-1) add nothing.
+    """
     theta, m, v = state
-    rows = [int(i) for i in batch if i >= 0]
 
     def objective(flat):
         total = 0.0
-        for w, i in zip(weights, rows, strict=True):
-            example = jax.tree.map(lambda a, i=i: a[i], problem.data)
-            total = total + w * problem.loss(unravel(flat), example)
-        return total / len(rows) + 0.5 * problem.l2 * jnp.dot(flat, flat)
+        for slot in range(batch.shape[0]):
+            i = batch[slot]
+            example = jax.tree.map(lambda a, i=i: a[jnp.maximum(i, 0)], problem.data)
+            term = weights[slot] * problem.loss(unravel(flat), example)
+            total = total + jnp.where(i >= 0, term, 0.0)
+        return total / jnp.sum(batch >= 0) + 0.5 * problem.l2 * jnp.dot(flat, flat)
 
     g = jax.grad(objective)(theta)
     m = B1 * m + (1 - B1) * g
@@ -37,32 +41,43 @@ def adam_step(problem, unravel, batch, t, state, weights):
     return theta - LR * m_hat / (jnp.sqrt(v_hat) + EPS), m, v
 
 
+# Compiled once (batch, step and weights traced): the loop below stays a plain
+# per-target, per-step Python loop.
+_step = jax.jit(adam_step, static_argnums=1)
+_jac_state = jax.jit(jax.jacfwd(adam_step, argnums=4), static_argnums=1)
+_jac_weights = jax.jit(jax.jacfwd(adam_step, argnums=5), static_argnums=1)
+
+
 def reference(problem, schedule, query, target, mode):
     """Adam-IE ("sgd_ie"), ACC-Adam-IE ("acc") or exact retraining ("loo")."""
     theta0, unravel = ravel_pytree(problem.params)
     zero = jnp.zeros_like(theta0)
     z, z_cf, d = (theta0, zero, zero), (theta0, zero, zero), (zero, zero, zero)
     for t, batch in enumerate(np.asarray(schedule)):
-        rows = [int(i) for i in batch if i >= 0]
-        ones = jnp.ones(len(rows))
-        w_cf = jnp.array([0.0 if i == target else 1.0 for i in rows])
-        step = lambda s, w, b=batch, t=t: adam_step(problem, unravel, b, t, s, w)
+        ones = jnp.ones(batch.shape[0])
+        w_cf = jnp.where(jnp.asarray(batch) == target, 0.0, 1.0)
+        args = (problem, unravel, batch, t)
         if mode == "loo":
-            z_cf = step(z_cf, w_cf)
+            z_cf = _step(*args, z_cf, w_cf)
         elif mode == "acc":
-            jac = jax.jacfwd(step)(z, w_cf)  # d new / d state, at w^{-k}
-            inject = [a - b for a, b in zip(step(z, w_cf), step(z, ones), strict=True)]
+            jac = _jac_state(*args, z, w_cf)  # d new / d state, at w^{-k}
+            inject = [
+                a - b
+                for a, b in zip(
+                    _step(*args, z, w_cf), _step(*args, z, ones), strict=True
+                )
+            ]
             d = tuple(
                 inject[i] + sum(jac[i][j] @ d[j] for j in range(3)) for i in range(3)
             )
         else:
-            jac = jax.jacfwd(step)(z, ones)
-            dw = jax.jacfwd(step, argnums=1)(z, ones)
+            jac = _jac_state(*args, z, ones)
+            dw = _jac_weights(*args, z, ones)
             d = tuple(
                 sum(jac[i][j] @ d[j] for j in range(3)) + dw[i] @ (w_cf - ones)
                 for i in range(3)
             )
-        z = step(z, ones)
+        z = _step(*args, z, ones)
     if mode == "loo":
         return query(unravel(z_cf[0])) - query(unravel(z[0]))
     return jnp.dot(jax.grad(lambda f: query(unravel(f)))(z[0]), d[0])
