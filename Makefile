@@ -7,7 +7,10 @@ SHARED_DATA := $(abspath ../shared/data)
 # Tests read the real data sets through ACCJAX_DATA when ../shared/data exists.
 DATA_ENV := $(if $(wildcard $(SHARED_DATA)),ACCJAX_DATA=$(SHARED_DATA),)
 
-.PHONY: demo test lint bench clean
+# Both cores; `slow` (the long statistical checks) is left to `make test-slow`.
+PYTEST := $(VENV)/bin/python -m pytest -q -n 2
+
+.PHONY: demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +22,10 @@ demo: $(STAMP)
 	$(VENV)/bin/python -m accjax demo
 
 test: $(STAMP)
-	$(DATA_ENV) $(VENV)/bin/python -m pytest -q
+	$(DATA_ENV) $(PYTEST) -m "not slow"
+
+test-slow: $(STAMP)
+	$(DATA_ENV) $(PYTEST) -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check accjax tests bench

@@ -394,6 +394,7 @@ def long_logreg():
     return run, apply, loss, (x[60:], y[60:])
 
 
+@pytest.mark.slow
 def test_acc_beats_sgd_ie_on_long_training(long_logreg):
     run, apply, _, (xv, _) = long_logreg
 
@@ -409,6 +410,7 @@ def test_acc_beats_sgd_ie_on_long_training(long_logreg):
     assert accjax.metrics.kendall(exact, acc) > accjax.metrics.kendall(exact, sgd)
 
 
+@pytest.mark.slow
 def test_nonlinear_readout_beats_sgd_ie_on_validation_loss(long_logreg):
     run, _, loss, val = long_logreg
     query = accjax.mean_loss(loss, val)
