@@ -6,6 +6,7 @@ import pytest
 from flax import nnx
 
 import accjax
+from accjax._src import models
 
 # The multi-class models straight from the implementation module, so these tests
 # do not depend on the public re-exports in accjax/models.py.
@@ -137,6 +138,50 @@ def test_cnn_forward_matches_numpy_loops(input_shape, channels, kernel):
     assert got.shape == (4,)
     assert got.dtype == jnp.float64
     np.testing.assert_allclose(got, numpy_cnn(params, x), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "image, kernel", [((9, 7, 1), (5, 5, 1, 4)), ((8, 8, 3), (3, 2, 3, 5))]
+)
+def test_rewritten_layers_match_lax_in_float64(image, kernel):
+    # The CPU convolution (shifted views x matmul) and the reshape max-pool
+    # against lax.conv_general_dilated and lax.reduce_window: values, gradients
+    # and second order (jvp of grad), under vmap over examples and over kernels.
+    rng = np.random.RandomState(1)
+    x = jnp.asarray(rng.randn(2, *image))
+    w = jnp.asarray(rng.randn(2, *kernel))
+
+    def lax_conv(x, w):
+        return jax.lax.conv_general_dilated(
+            x[None], w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )[0]
+
+    def lax_pool(x):
+        window = (2, 2, 1)
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, window, "VALID")
+
+    def net(conv, pool):
+        def f(w, x):
+            return jnp.sum(jnp.sin(pool(conv(x, w))))
+
+        hvp = lambda w, x, v: jax.jvp(lambda u: jax.grad(f)(u, x), (w,), (v,))[1]
+        return jax.vmap(jax.vmap(f, (None, 0)), (0, None)), jax.vmap(hvp, (0, 0, 0))
+
+    ours = net(models._conv_matmul, models._max_pool_2x2)
+    theirs = net(lax_conv, lax_pool)
+    np.testing.assert_allclose(ours[0](w, x), theirs[0](w, x), rtol=1e-12)
+    np.testing.assert_allclose(
+        jax.vmap(models._conv_matmul)(x, w), jax.vmap(lax_conv)(x, w), rtol=1e-12
+    )
+    v = jnp.asarray(rng.randn(*w.shape))
+    np.testing.assert_allclose(ours[1](w, x, v), theirs[1](w, x, v), rtol=1e-10)
+    grad = lambda f: jax.grad(lambda w: f(w, x).sum())(w)
+    np.testing.assert_allclose(grad(ours[0]), grad(theirs[0]), rtol=1e-10)
+    # On this CPU the model lowers to no convolution and no select-and-scatter.
+    params, apply = models.cnn(jax.random.PRNGKey(0), image, 3, (4,), kernel[0])
+    loss = lambda p: jnp.sum(apply(p, jnp.zeros(image, jnp.float32)))
+    hlo = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+    assert "convolution(" not in hlo and "select-and-scatter" not in hlo
 
 
 @pytest.mark.parametrize(

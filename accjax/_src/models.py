@@ -128,23 +128,54 @@ def _conv_init(key, kernel: int, in_channels: int, out_channels: int, dtype):
 
 
 def _max_pool_2x2(x):
-    """2x2 max-pool, stride 2, of an NHWC batch; odd trailing rows/columns dropped.
+    """2x2 max-pool, stride 2, of one HWC image; odd trailing rows/columns dropped.
 
-    The init value must stay a concrete Python scalar: a traced one (`jnp.array`
-    inside jit) hides the max monoid and the generic reduce_window has no gradient.
+    A reshape and a max over the two window axes: its derivatives are elementwise
+    selects, where `lax.reduce_window`'s gradient is a select-and-scatter, slow on
+    CPU and slower again in second order. (Where a window holds several equal
+    maxima the two split the tangent differently; after a ReLU such ties are zeros,
+    whose tangent is 0 either way.)
     """
-    return jax.lax.reduce_window(
-        x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
-    )
+    height, width, channels = x.shape
+    x = x[: height // 2 * 2, : width // 2 * 2]
+    return x.reshape(height // 2, 2, width // 2, 2, channels).max(axis=(1, 3))
+
+
+def _conv_lax(x, w):
+    return jax.lax.conv_general_dilated(
+        x[None], w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )[0]
+
+
+def _conv_matmul(x, w):
+    """The same convolution as one matmul: the kernel's kh x kw shifted views of
+    the image side by side (HW, kh kw C) times the kernel as (kh kw C, O).
+
+    Under vmap over examples it is one large matmul, and over runs or targets
+    with their own weights a batched one, where XLA's CPU convolution inside a
+    scan runs several times slower (docs/performance.md).
+    """
+    kh, kw, channels, out = w.shape
+    height, width = x.shape[0] - kh + 1, x.shape[1] - kw + 1
+    views = [x[i : i + height, j : j + width] for i in range(kh) for j in range(kw)]
+    patches = jnp.stack(views, axis=2).reshape(height, width, kh * kw * channels)
+    return patches @ w.reshape(kh * kw * channels, out)
+
+
+def conv2d_valid(x, w):
+    """VALID stride-1 convolution of one HWC image `x` with an HWIO kernel `w`.
+
+    On CPU the shifted-views matmul (`_conv_matmul`), elsewhere (GPU, TPU)
+    `lax.conv_general_dilated`; chosen per platform when the computation is
+    lowered (`lax.platform_dependent`), so one function serves every device.
+    """
+    return jax.lax.platform_dependent(x, w, cpu=_conv_matmul, default=_conv_lax)
 
 
 def _cnn_apply(params, x):
-    x = x[None]  # one example -> a batch of one, NHWC
     for layer in params["conv"]:
-        x = jax.lax.conv_general_dilated(
-            x, layer["w"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        x = _max_pool_2x2(jax.nn.relu(x + layer["b"][None, None, None, :]))
+        x = conv2d_valid(x, layer["w"]) + layer["b"][None, None, :]
+        x = _max_pool_2x2(jax.nn.relu(x))
     return x.reshape(-1) @ params["out"]["w"] + params["out"]["b"]
 
 
