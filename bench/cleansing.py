@@ -2,7 +2,7 @@
 
     python bench/cleansing.py                         # every setting below
     python bench/cleansing.py --only adult-mlp --seeds 1
-    python bench/cleansing.py --quick                 # small sizes, a smoke run
+    python bench/cleansing.py --quick --only adult-mlp  # tiny sizes, one seed
 
 For each setting: train with the reference recipe, rank the training examples
 by each estimator's influence on the validation loss, remove the k most harmful,
@@ -21,78 +21,67 @@ HVPs, see docs/results.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 
-DEFAULTS = dict(estimators=("sgd_ie", "acc_sgd_ie", "tracin", "exact"), retrain="all")
+import harness
+
+# The reference recipe (paper-notes 4.2); every setting starts from it.
+REFERENCE = dict(
+    epochs=20,
+    batch_size=100,
+    label_noise=0.0,
+    estimators=("sgd_ie", "acc_sgd_ie", "tracin", "exact"),
+    retrain="all",
+)
+
+
+def setting(dataset, model, remove, *, sizes=(2000, 1000, 4000), **kw) -> dict:
+    """One setting: `REFERENCE` under `kw`; sizes = (n_train, n_val, n_test)."""
+    return dict(dataset=dataset, model=model, sizes=sizes, remove=remove,
+                **{**REFERENCE, **kw})  # fmt: skip
+
+
+CNN = dict(
+    epochs=10,
+    batch_size=64,
+    estimators=("sgd_ie", "acc_last_layer"),
+    retrain="last-epoch",
+)
 SETTINGS = {
     # MNIST 1 vs 7, the reference MLP 8-8, lr 0.1/sqrt(t+1), batch 100.
-    "mnist-mlp": dict(
-        dataset="mnist",
-        model="mlp",
-        sizes=(2000, 1000, 4000),
-        epochs=20,
-        batch_size=100,
-        label_noise=0.0,
-        remove=(1, 3, 10, 30, 100, 300),
-    ),
+    "mnist-mlp": setting("mnist", "mlp", (1, 3, 10, 30, 100, 300)),
     # Adult with 10 % of the training labels flipped: cleansing and detection.
-    "adult-mlp": dict(
-        dataset="adult",
-        model="mlp",
-        sizes=(2000, 1000, 4000),
-        epochs=20,
-        batch_size=100,
-        label_noise=0.1,
-        remove=(1, 3, 10, 30, 100, 200, 300),
+    "adult-mlp": setting(
+        "adult", "mlp", (1, 3, 10, 30, 100, 200, 300), label_noise=0.1
     ),
-    "adult-logreg": dict(
-        dataset="adult",
-        model="logreg",
-        sizes=(2000, 1000, 4000),
-        epochs=20,
-        batch_size=100,
-        label_noise=0.1,
-        remove=(1, 3, 10, 30, 100, 200, 300),
+    "adult-logreg": setting(
+        "adult", "logreg", (1, 3, 10, 30, 100, 200, 300), label_noise=0.1
     ),
     # MNIST 10 classes, Hara's CNN (13,750 params), lr 0.05, batch 64, a subset.
     # Full ACC over the CNN is out of reach of a 2-core CPU (docs/results.md):
     # ACC runs on the last layer (params_subset); add acc_sgd_ie on a GPU. TracIn
     # (its query gradient over the validation set at every step) took 1,300 s
     # per seed here, 10x ACC on the last layer: add it with --estimators.
-    "mnist10-cnn": dict(
-        dataset="mnist10",
-        model="cnn",
-        sizes=(2000, 500, 2000),
-        epochs=10,
-        batch_size=64,
-        label_noise=0.0,
-        remove=(1, 3, 10, 30, 100, 300),
-        estimators=("sgd_ie", "acc_last_layer"),
-        retrain="last-epoch",
+    "mnist10-cnn": setting(
+        "mnist10", "cnn", (1, 3, 10, 30, 100, 300), sizes=(2000, 500, 2000), **CNN
     ),
     # CIFAR-10 (the 21,000-image subset in ../shared/data), the same CNN shape
     # on 32x32x3 (16,550 params).
-    "cifar10-cnn": dict(
-        dataset="cifar10",
-        model="cnn",
-        sizes=(2000, 500, 1000),
-        epochs=10,
-        batch_size=64,
-        label_noise=0.0,
-        remove=(1, 3, 10, 30, 100, 300),
-        estimators=("sgd_ie", "acc_last_layer"),
-        retrain="last-epoch",
+    "cifar10-cnn": setting(
+        "cifar10", "cnn", (1, 3, 10, 30, 100, 300), sizes=(2000, 500, 1000), **CNN
     ),
 }
-QUICK = dict(sizes=(300, 200, 500), epochs=5, remove=(1, 3, 10, 30))
+# --quick: every setting this small, one seed (a smoke test, seconds per setting).
+QUICK = dict(sizes=(100, 100, 200), epochs=2, remove=(1, 3))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    parser = harness.parser(
+        __doc__, out="bench-out/cleansing", out_help="folder of the results"
+    )
     parser.add_argument("--only", nargs="+", choices=list(SETTINGS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
@@ -104,17 +93,20 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--retrain", default=None, help="override every setting's (default: all)"
     )
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", default="bench-out/cleansing")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--data-dir", default=None, help="the data folder (else $ACCJAX_DATA)"
+    )
+    return harness.parse_args(parser, argv, quick=dict(seeds=1))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
 
     from accjax._src.cleanse_experiment import (
         format_summary,
         plot_summaries,
         run_cleansing,
     )
-    from accjax._src.files import dump_json
 
     names = args.only or list(SETTINGS)
     path = os.path.join(args.out, "summary.json")
@@ -123,13 +115,13 @@ def main(argv=None) -> int:
         with open(path) as f:
             report = json.load(f)
     for name in names:
-        setting = {**DEFAULTS, **SETTINGS[name], **(QUICK if args.quick else {})}
+        spec = {**SETTINGS[name], **(QUICK if args.quick else {})}
         for key in ("estimators", "retrain"):
             if getattr(args, key) is not None:
-                setting[key] = getattr(args, key)
+                spec[key] = getattr(args, key)
         start = time.perf_counter()
         out = run_cleansing(
-            **setting,
+            **spec,
             seeds=args.seeds,
             data_dir=args.data_dir,
             out=os.path.join(args.out, name),
@@ -142,7 +134,7 @@ def main(argv=None) -> int:
             "peak_rss_mb": max(r["peak_rss_mb"] for r in out["rows"]),
             "wall_s": time.perf_counter() - start,
         }
-        dump_json(path, report, indent=1)
+        harness.write_json(path, report)
     plot_summaries(
         os.path.join(args.out, "cleansing.png"),
         {n: r["summary"] for n, r in report.items()},

@@ -2,6 +2,7 @@
 
     ACCJAX_DATA=../shared/data python bench/mnist_all.py               # 11,000 targets
     ACCJAX_DATA=../shared/data python bench/mnist_all.py --n-train 2000 --epochs 2
+    python bench/mnist_all.py --data-dir ../shared/data --quick      # a smoke test
 
 The reference MLP 8-8 (lr 0.1/sqrt(t+1), batch 100, float32) trained on n_train
 rows of MNIST 1 vs 7 (the pool has 13,007 rows: 11,000 train, 1,000 validation,
@@ -15,40 +16,48 @@ Writes JSON to --out (bench-out/mnist_all.json).
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import resource
 import sys
 import time
 
+import harness
 import jax
 import numpy as np
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    parser = harness.parser(__doc__, out="bench-out/mnist_all.json", x64=True)
     parser.add_argument("--n-train", type=int, default=11000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--exact", type=int, default=200)
     parser.add_argument("--memory-budget-mb", type=float, default=None)
-    parser.add_argument("--out", default="bench-out/mnist_all.json")
-    parser.add_argument("--x64", action="store_true", help="float64 throughout")
     parser.add_argument(
         "--acc-targets",
         choices=("all", "subset"),
         default="all",
         help="ACC over every example, or only the --exact subset (accuracy check)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--data-dir", default=None, help="the folder with mnist/ (else $ACCJAX_DATA)"
+    )
+    return harness.parse_args(parser, argv, quick=dict(n_train=200, epochs=1, exact=10))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.x64:
         jax.config.update("jax_enable_x64", True)
 
     import accjax
     from accjax._src.experiment import make_problem
-    from accjax._src.files import dump_json
 
     splits = accjax.datasets.load(
-        "mnist", n_train=args.n_train, n_val=1000, n_test=1000, seed=0
+        "mnist",
+        n_train=args.n_train,
+        n_val=1000,
+        n_test=1000,
+        seed=0,
+        data_dir=args.data_dir,
     )
     problem, optimizer, _, query = make_problem("mlp", splits, 0)
     run = accjax.train(problem, optimizer, batch_size=100, epochs=args.epochs)
@@ -97,8 +106,8 @@ def main(argv=None) -> int:
     report["exact_std_on_subset"] = float(np.std(np.asarray(exact.values)))
     per_target = report["seconds"]["exact_subset"] / args.exact
     report["exact_all_extrapolated_s"] = per_target * args.n_train
-    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    dump_json(args.out, report, indent=1)
+    report["peak_rss_mb"] = harness.maxrss_bytes() / 2**20
+    harness.write_json(args.out, report)
     print(report)
     return 0
 

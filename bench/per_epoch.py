@@ -1,6 +1,7 @@
 """Where influence comes from: each epoch's share, by estimator; JSON and a plot.
 
     python bench/per_epoch.py --out bench-out/per-epoch     # about a minute
+    python bench/per_epoch.py --quick --out /tmp/per-epoch  # the MLP, 2 epochs
 
 The demo's run (bundled breast cancer, 300 training / 200 validation rows, batch
 50, 30 epochs, float64): the MLP 8-8 (lr 0.1/sqrt(t+1)) and logistic regression
@@ -12,32 +13,39 @@ fraction of the total influence (sum of |values|) that the last 5 epochs carry.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import harness  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import accjax  # noqa: E402
-from accjax._src.files import dump_json  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = harness.parser(
+        __doc__, out="bench-out/per-epoch", out_help="folder for the JSON and plot"
+    )
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument(
+        "--models", nargs="+", default=["mlp", "logreg"], choices=("mlp", "logreg")
+    )
+    return harness.parse_args(parser, argv, quick=dict(epochs=2, models=["mlp"]))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--out", default="bench-out/per-epoch")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     splits = accjax.datasets.load("breast_cancer", n_train=300, n_val=200, n_test=69)
     cast = lambda part: tuple(jnp.asarray(a, jnp.float64) for a in part)  # noqa: E731
     train, val = cast(splits.train), cast(splits.val)
     key = jax.random.PRNGKey(0)
     report = {}
-    for model in ("mlp", "logreg"):
+    for model in args.models:
         if model == "mlp":
             params, apply = accjax.models.mlp(key, 30, (8, 8), dtype=jnp.float64)
             lr, l2 = (lambda t: 0.1 / jnp.sqrt(t + 1.0)), 0.0
@@ -73,8 +81,7 @@ def main(argv=None):
                 f"{report[model][name]['sum_abs_values_over_sum_abs_parts']:.2f}",
                 flush=True,
             )
-    os.makedirs(args.out, exist_ok=True)
-    dump_json(os.path.join(args.out, "per_epoch.json"), report, indent=1)
+    harness.write_json(os.path.join(args.out, "per_epoch.json"), report)
     plot(os.path.join(args.out, "per_epoch.png"), report)
     return report
 
@@ -85,9 +92,11 @@ def plot(path, report):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(report), figsize=(5.2 * len(report), 3.8))
+    fig, axes = plt.subplots(
+        1, len(report), figsize=(5.2 * len(report), 3.8), squeeze=False
+    )
     titles = {"mlp": "MLP 8-8", "logreg": "logistic regression, L2 0.01"}
-    for ax, (model, by_name) in zip(axes, report.items(), strict=True):
+    for ax, (model, by_name) in zip(axes[0], report.items(), strict=True):
         for name, r in by_name.items():
             y = r["mean_abs_per_epoch"]
             ax.plot(np.arange(1, len(y) + 1), y, marker=".", label=name)

@@ -2,6 +2,7 @@
 
     python bench/precision.py --out bench-out/precision.json
     python bench/precision.py --epochs 30 300 --models mlp logreg
+    python bench/precision.py --quick        # 2 epochs, the MLP: a smoke test
 
 Bundled breast-cancer data (300 training / 200 validation rows, seed 0), batch
 50; MLP 8-8 with lr 0.1/sqrt(t+1), or logistic regression with L2 0.01 and lr
@@ -14,7 +15,6 @@ against float64 exact retraining.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -22,18 +22,18 @@ import sys
 import tempfile
 import time
 
+import harness
 import numpy as np
 
 ESTIMATORS = ("exact", "sgd_ie", "acc_sgd_ie")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, out=None)
     p.add_argument("--epochs", type=int, nargs="+", default=[30, 300])
     p.add_argument("--models", nargs="+", default=["mlp", "logreg"])
-    p.add_argument("--out", default=None)
     p.add_argument("--worker", nargs=4, metavar=("DTYPE", "MODEL", "EPOCHS", "NPZ"))
-    return p.parse_args(argv)
+    return harness.parse_args(p, argv, quick=dict(epochs=[2], models=["mlp"]))
 
 
 def worker(dtype_name, model, epochs, path):
@@ -109,10 +109,7 @@ def main(argv=None):
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out + ".tmp", "w") as f:
-            json.dump(dict(settings=vars(args), rows=rows), f, indent=1)
-        os.replace(args.out + ".tmp", args.out)
+        harness.write_json(args.out, dict(settings=vars(args), rows=rows))
     return rows
 
 

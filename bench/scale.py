@@ -1,7 +1,8 @@
 """Scaling of acc_sgd_ie, loo_retrain and sgd_ie in n, T, |params| and batch size.
 
     python bench/scale.py                        # the default sweep (about 7 min)
-    python bench/scale.py --quick                # tiny sizes, a smoke test
+    python bench/scale.py --quick                # tiny sizes, a smoke test (~20 s)
+    python bench/scale.py --small                # 9 small points (bench/gpu.sh's)
     python bench/scale.py --ns 500 1000 2000 --chunk-sizes   # no chunk sweep
     python bench/scale.py --chunk-size 0         # every target in one chunk
 
@@ -16,14 +17,16 @@ base point.
 Timing runs in one fresh child process (multiprocessing, 'spawn'). It builds
 every point's run, jits and compiles every (point, estimator) case apart (compile
 excluded), runs each once untimed, then times all cases, and a dense float32
-matmul, in `--repeats` interleaved rounds, as bench/speed.py does: drift of a
-shared machine then hits every point alike, which the slopes need. Medians are
-reported (minimum and process CPU time too).
+matmul, in `--repeats` interleaved rounds, as bench/speed.py does (both through
+bench/harness.py): drift of a shared machine then hits every point alike, which
+the slopes need. Medians are reported (minimum and process CPU time too).
 
 Memory runs in a fresh child process per case (`--memory-jobs` at a time, after
 the timing): a process that has run other executables reuses their freed memory
-and under-reports later peaks. The children load the timing child's executables
-from a temporary persistent compilation cache instead of compiling again.
+and under-reports later peaks (`--memory-children one`, --quick's, runs every
+case in one child: a smoke test of the code, not a measurement). The children
+load the timing child's executables from a temporary persistent compilation
+cache instead of compiling again.
 
 - CPU: free heap memory is returned to the OS (glibc `malloc_trim`), then the
   process's resident-set high-water mark (VmHWM) is reset through
@@ -46,183 +49,109 @@ against n, T, |params| and the batch size come from `np.polyfit`. Writes `--out`
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import datetime
+import json
 import multiprocessing
 import os
-import platform
-import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import harness
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-
-import accjax
-from accjax._src.files import dump_json
 
 ESTIMATORS = ("acc_sgd_ie", "loo_retrain", "sgd_ie")
 AXES = ("n", "epochs", "features", "batch")
-WIDTHS = (8, 8)
+WIDTHS = harness.WIDTHS
+FLOP_MODEL = harness.FLOP_MODEL
+flop_count = harness.flop_count
 
-FLOP_MODEL = {
-    "unit": "floating-point operations, 2 per multiply-add; weight matmuls only",
-    "notation": (
-        "MLP d -> h1 -> h2 -> 1 (here 8, 8). M = d*h1 + h1*h2 + h2 (multiply-adds "
-        "of one example's forward pass), M1 = d*h1 (the first layer's). Biases, "
-        "ReLU, the loss and the optimizer's elementwise update are O(|params|) "
-        "or O(width) and are left out. W = schedule width (slots per step, "
-        "padding slots included: they are computed with weight 0), T = steps, "
-        "K = targets, C = chunks."
-    ),
-    "per_example_grad": "3*M - M1 multiply-adds (forward M, weight gradients M, "
-    "input gradients M - M1: none for the data)",
-    "per_example_hvp_tangent": "6*M - 4*M1 multiply-adds (tangent of the forward: "
-    "M1 for x dW1, 2 d_in d_out per later layer for dh W + h dW; tangent of the "
-    "weight gradients: M1 + 2 (M - M1); tangent of the input gradients: "
-    "2 (M - M1))",
-    "acc_sgd_ie": "2 * [K*T*W*(6*M - 4*M1) + C*T*W*(3*M - M1) + T*W*(9*M - 5*M1)]: "
-    "per step and target the linear map of the batch gradient over the batch "
-    "(its primal, linearized once per step, is shared by the chunk: the C*T "
-    "term), plus the own gradient and single-example HVP of every batch slot "
-    "whose example is a target (over all chunks, each slot once per step)",
-    "loo_retrain": "2 * (K + C) * T * W * (3*M - M1): every target (and one "
-    "factual reference per chunk) retrains with its own parameters",
-    "for_d_104": "M = 904, M1 = 832: HVP tangent 2096, gradient 1880 multiply-"
-    "adds per example; ACC does about 1.1x retraining's arithmetic",
-}
+# The sizes of `--small` (the former --quick: 9 points, 29 cases, about 4 min on
+# 2 CPU cores) and `--quick` (2 points, 7 cases, one memory child).
+SMALL = dict(
+    ns=[100, 200, 400],
+    epochs=[1, 2, 4],
+    features=[13, 26, 52],
+    batch_sizes=[25, 50, 100],
+    base=[200, 26, 50, 2],
+    chunk_size=100,
+    chunk_sizes=[50, 100, 200],
+    repeats=3,
+    matmul_size=512,
+)
+QUICK = dict(
+    ns=[20, 40],
+    epochs=[1],
+    features=[8],
+    batch_sizes=[10],
+    base=[40, 8, 10, 1],
+    chunk_size=20,
+    chunk_sizes=[10, 20],
+    repeats=2,
+    matmul_size=128,
+    memory_children="one",
+)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes, smoke test")
-    p.add_argument("--ns", type=int, nargs="*", default=None)
-    p.add_argument("--epochs", type=int, nargs="*", default=None)
-    p.add_argument("--features", type=int, nargs="*", default=None)
-    p.add_argument("--batch-sizes", type=int, nargs="*", default=None)
+    p = harness.parser(
+        __doc__, out="bench-out/scale/scale.json", repeats=5, matmul_size=2048
+    )
+    p.add_argument("--small", action="store_true", help="9 small points, 29 cases")
+    p.add_argument("--ns", type=int, nargs="*", default=[250, 500, 1000, 2000])
+    p.add_argument("--epochs", type=int, nargs="*", default=[2, 4, 8])
+    p.add_argument("--features", type=int, nargs="*", default=[26, 104, 416])
+    p.add_argument("--batch-sizes", type=int, nargs="*", default=[25, 50, 100])
     p.add_argument(
-        "--base", type=int, nargs=4, default=None, metavar=("N", "D", "BATCH", "EPOCHS")
+        "--base",
+        type=int,
+        nargs=4,
+        default=[1000, 104, 100, 4],
+        metavar=("N", "D", "BATCH", "EPOCHS"),
     )
     p.add_argument(
         "--chunk-size",
         type=int,
-        default=None,
+        default=250,
         help="chunk size of acc_sgd_ie and loo_retrain in the axis sweeps "
-        "(0: all targets at once; default 250, --quick 100)",
+        "(0: all targets at once; --small 100, --quick 20)",
     )
     p.add_argument(
         "--chunk-sizes",
         type=int,
         nargs="*",
-        default=None,
+        default=[125, 250, 500, 1000],
         help="acc_sgd_ie chunk sizes at the base point (none given: no chunk sweep)",
     )
     p.add_argument(
         "--estimators", nargs="*", default=list(ESTIMATORS), choices=ESTIMATORS
     )
-    p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--matmul-size", type=int, default=None)
     p.add_argument(
         "--memory-jobs",
         type=int,
         default=2,
         help="memory children run at once on CPU (after the timing; 1 off CPU)",
     )
-    p.add_argument("--out", default="bench-out/scale/scale.json")
+    p.add_argument(
+        "--memory-children",
+        choices=("per-case", "one"),
+        default="per-case",
+        help="a fresh child per case (clean peaks) or one for all (--quick)",
+    )
     p.add_argument("--no-plot", action="store_true")
     p.add_argument(
         "--replot", metavar="JSON", help="only redraw scale.png from a written JSON"
     )
-    args = p.parse_args(argv)
-    if args.quick:
-        defaults = dict(
-            ns=[100, 200, 400],
-            epochs=[1, 2, 4],
-            features=[13, 26, 52],
-            batch_sizes=[25, 50, 100],
-            base=[200, 26, 50, 2],
-            chunk_size=100,
-            chunk_sizes=[50, 100, 200],
-            repeats=3,
-            matmul_size=512,
-        )
-    else:
-        defaults = dict(
-            ns=[250, 500, 1000, 2000],
-            epochs=[2, 4, 8],
-            features=[26, 104, 416],
-            batch_sizes=[25, 50, 100],
-            base=[1000, 104, 100, 4],
-            chunk_size=250,
-            chunk_sizes=[125, 250, 500, 1000],
-            repeats=5,
-            matmul_size=2048,
-        )
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    args = harness.parse_args(p, argv, small=SMALL, quick=QUICK)
     args.chunk_size = args.chunk_size or None
     return args
 
 
 # ---------------------------------------------------------------- in the child
-
-
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _malloc_trim():
-    """Returns free heap memory to the OS (glibc); a no-op elsewhere."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _reset_hwm() -> bool:
-    """Resets VmHWM to the current resident set (Linux >= 4.0); False if unable."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return _proc_status_kib("VmHWM") is not None
-
-
-def _device_memory(device):
-    try:
-        stats = device.memory_stats()
-    except Exception:  # noqa: BLE001 - backends without stats raise various errors
-        return None
-    return stats or None
-
-
-def _cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def use_cache(cache_dir: str | None):
@@ -233,80 +162,27 @@ def use_cache(cache_dir: str | None):
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def device_info() -> dict:
-    device = jax.devices()[0]
-    return {
-        "backend": jax.default_backend(),
-        "device": str(device.device_kind),
-        "num_devices": jax.device_count(),
-        "jax": jax.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "hwm_reset": jax.default_backend() == "cpu" and _reset_hwm(),
-    }
-
-
-def make_run(n: int, d: int, batch: int, epochs: int, seed: int = 0):
-    rng = np.random.RandomState(seed)
-    x = rng.randn(n + 200, d)
-    y = (x @ rng.randn(d) + rng.randn(n + 200) > 0).astype(np.float64)
-    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
-    params, apply = accjax.models.mlp(jax.random.PRNGKey(0), d, WIDTHS)
-    loss = accjax.models.binary_loss(apply)
-    problem = accjax.Problem(loss, params, (x[:n], y[:n]))
-    optimizer = optax.sgd(lambda t: 0.1 / jnp.sqrt(t + 1.0))
-    run = accjax.train(problem, optimizer, batch_size=batch, epochs=epochs)
-    query = accjax.mean_loss(loss, (x[n:], y[n:]))
-    return run, query
-
-
-def estimator_fn(name: str, query, chunk_size):
-    if name == "acc_sgd_ie":
-        return lambda r: accjax.acc_sgd_ie(r, query, chunk_size=chunk_size).values
-    if name == "loo_retrain":
-        return lambda r: accjax.loo_retrain(r, query, chunk_size=chunk_size).values
-    return lambda r: accjax.sgd_ie(r, query).values
-
-
 def compile_case(case, runs, *, memory: bool = True):
     """Compiles a case, runs it once untimed: (compiled, output, memory)."""
     run, query = runs[case["point"]]
     start = time.perf_counter()
-    fn = estimator_fn(case["estimator"], query, case["chunk_size"])
-    compiled = jax.jit(fn).lower(run).compile()
+    fn = harness.estimator(case["estimator"], query, case["chunk_size"])
+    compiled = harness.compile(fn, run)
     mem = {"compile_s": time.perf_counter() - start}
-    plan = compiled.memory_analysis()
-    if plan is not None:
-        mem.update(
-            xla_temp_bytes=int(plan.temp_size_in_bytes),
-            xla_argument_bytes=int(plan.argument_size_in_bytes),
-            xla_output_bytes=int(plan.output_size_in_bytes),
-        )
+    mem.update(harness.xla_memory(compiled, prefix="xla_") or {})
+    call = lambda: np.asarray(jax.block_until_ready(compiled(run)))
     if not memory:
-        return compiled, np.asarray(jax.block_until_ready(compiled(run))), mem
-    _malloc_trim()
-    if jax.default_backend() == "cpu" and _reset_hwm():
-        before = _proc_status_kib("VmRSS")
-        output = np.asarray(jax.block_until_ready(compiled(run)))
-        mem["exec_peak_bytes"] = 1024 * (_proc_status_kib("VmHWM") - before)
-    else:
-        device = jax.devices()[0]
-        stats = _device_memory(device) or {}
-        output = np.asarray(jax.block_until_ready(compiled(run)))
-        after = _device_memory(device) or {}
-        if "peak_bytes_in_use" in after:
-            mem["device_peak_bytes"] = int(after["peak_bytes_in_use"])
-            mem["exec_peak_bytes"] = int(after["peak_bytes_in_use"]) - int(
-                stats.get("bytes_in_use", 0)
-            )
-    return compiled, output, mem
+        return compiled, call(), mem
+    output, peak = harness.exec_peak(call)
+    return compiled, output, {**mem, **peak}
 
 
 def build_runs(points: dict) -> tuple[dict, dict]:
     runs, meta = {}, {}
     for key, p in points.items():
-        run, query = make_run(p["n"], p["d"], p["batch"], p["epochs"])
+        _, _, run, query = harness.synthetic_run(
+            p["n"], p["d"], p["batch"], p["epochs"]
+        )
         jax.block_until_ready(run.params)
         runs[key] = (run, query)
         schedule = np.asarray(run.schedule)
@@ -324,10 +200,9 @@ def memory_child(points: dict, cases: list, cache_dir: str | None = None) -> dic
     use_cache(cache_dir)
     runs, _ = build_runs({c["point"]: points[c["point"]] for c in cases})
     out = {c["id"]: compile_case(c, runs)[2] for c in cases}
-    maxrss = 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for mem in out.values():
         mem.pop("compile_s")  # a cache hit here; the timing child's is kept
-        mem["child_maxrss_bytes"] = maxrss
+        mem["child_maxrss_bytes"] = harness.maxrss_bytes()
     return out
 
 
@@ -336,11 +211,9 @@ def sweep_child(
 ) -> dict:
     """Compiles every case, then times all of them in interleaved rounds."""
     use_cache(cache_dir)
-    info = device_info()
-    a = jax.random.normal(jax.random.PRNGKey(0), (matmul_size, matmul_size))
-    b = jax.random.normal(jax.random.PRNGKey(1), (matmul_size, matmul_size))
-    matmul = jax.jit(jnp.matmul).lower(a, b).compile()
-    jax.block_until_ready(matmul(a, b))
+    cpu = jax.default_backend() == "cpu"
+    info = {**harness.machine_info(), "hwm_reset": cpu and harness.reset_hwm()}
+    calls = {"matmul": harness.matmul_case(matmul_size)[0]}
     runs, meta = build_runs(points)
     compiled, memory, outputs = {}, {}, {}
     for case in cases:
@@ -348,6 +221,7 @@ def sweep_child(
         compiled[cid], outputs[cid], memory[cid] = compile_case(
             case, runs, memory=False
         )
+        calls[cid] = lambda c=compiled[cid], r=runs[case["point"]][0]: c(r)
         print(
             f"  compiled {case['estimator']} at {case['point']} chunk "
             f"{case['chunk_size']} ({memory[cid]['compile_s']:.1f} s)",
@@ -357,34 +231,13 @@ def sweep_child(
     for key in points:
         here = {c["estimator"]: c["id"] for c in cases if c["point"] == key}
         if "loo_retrain" in here:
-            exact = outputs[here["loo_retrain"]]
-            checks[key] = {
-                name: {
-                    "rmse_vs_exact": accjax.metrics.rmse(exact, outputs[here[name]]),
-                    "kendall_vs_exact": accjax.metrics.kendall(
-                        exact, outputs[here[name]]
-                    ),
-                }
-                for name in ("acc_sgd_ie", "sgd_ie")
-                if name in here
-            }
-    times = {c["id"]: [] for c in cases}
-    cpu = {c["id"]: [] for c in cases}
-    matmul_times, matmul_cpu = [], []
-    for r in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        jax.block_until_ready(matmul(a, b))
-        matmul_times.append(time.perf_counter() - start)
-        matmul_cpu.append(time.process_time() - start_cpu)
-        for case in cases:
-            run = runs[case["point"]][0]
-            start, start_cpu = time.perf_counter(), time.process_time()
-            jax.block_until_ready(compiled[case["id"]](run))
-            times[case["id"]].append(time.perf_counter() - start)
-            cpu[case["id"]].append(time.process_time() - start_cpu)
-        print(f"  round {r + 1}/{repeats} done", flush=True)
-    flops = 2 * matmul_size**3
-    median = statistics.median(matmul_times)
+            checks[key] = harness.check_vs_exact(
+                outputs[here["loo_retrain"]],
+                {k: outputs[here[k]] for k in ("acc_sgd_ie", "sgd_ie") if k in here},
+            )
+    wall, cpu_s = harness.rounds(calls, repeats, progress=True)
+    flops = harness.matmul_flops(matmul_size)
+    matmul = harness.summary(wall["matmul"])
     return {
         "info": info,
         "meta": meta,
@@ -392,49 +245,24 @@ def sweep_child(
         "matmul": {
             "size": matmul_size,
             "flops": flops,
-            "times_s": matmul_times,
-            "median_s": median,
-            "flops_per_s": flops / median,
-            "cpu_times_s": matmul_cpu,
-            "flops_per_cpu_s": flops / statistics.median(matmul_cpu),
+            "times_s": matmul["times_s"],
+            "median_s": matmul["median_s"],
+            "flops_per_s": flops / matmul["median_s"],
+            "cpu_times_s": cpu_s["matmul"],
+            "flops_per_cpu_s": flops / harness.summary(cpu_s["matmul"])["median_s"],
         },
         "cases": {
             c["id"]: {
-                "median_s": statistics.median(times[c["id"]]),
-                "min_s": min(times[c["id"]]),
-                "times_s": times[c["id"]],
-                "median_cpu_s": statistics.median(cpu[c["id"]]),
+                **harness.summary(wall[c["id"]], cpu_s[c["id"]]),
                 "memory": memory[c["id"]],
             }
             for c in cases
         },
-        "child_maxrss_bytes": 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "child_maxrss_bytes": harness.maxrss_bytes(),
     }
 
 
 # ---------------------------------------------------------------- in the parent
-
-
-def in_child(fn, *args):
-    """`fn(*args)` in a fresh 'spawn' process; returns its result."""
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        return pool.submit(fn, *args).result()
-
-
-def flop_count(name, d, width, steps, targets, chunk_size) -> int | None:
-    sizes = (d, *WIDTHS, 1)
-    m = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    m1 = sizes[0] * sizes[1]
-    chunks = -(-targets // (chunk_size or targets))
-    if name == "acc_sgd_ie":
-        per_target = width * (6 * m - 4 * m1)
-        shared = chunks * steps * width * (3 * m - m1)
-        own = steps * width * (9 * m - 5 * m1)
-        return 2 * (targets * steps * per_target + shared + own)
-    if name == "loo_retrain":
-        return 2 * (targets + chunks) * steps * width * (3 * m - m1)
-    return None
 
 
 def point_key(n, d, b, e) -> str:
@@ -600,6 +428,12 @@ def memory_fit(chunk_sweep) -> dict | None:
     return out
 
 
+MEMORY_LINES = (
+    ("exec_peak_bytes", "o-", "execution peak"),
+    ("xla_temp_bytes", "x--", "XLA temp plan"),
+)
+
+
 def plot(report, path):
     import matplotlib
 
@@ -607,11 +441,22 @@ def plot(report, path):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    def ticks(ax, values):
-        """The measured values as plain x tick labels (log axes crowd them)."""
-        ax.set_xticks(values)
-        ax.set_xticklabels([str(v) for v in values])
+    def finish(ax, xs, xlabel, ylabel, heading, **legend):
+        """Plain x tick labels at the measured values (log axes crowd them)."""
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(v) for v in xs])
         ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=heading)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(**legend)
+        ax.grid(True, which="both", alpha=0.3)
+
+    def memory(ax, xs, mems, prefix="", **style):
+        """A MiB line per field of MEMORY_LINES that every one of `mems` has."""
+        for field, marker, label in MEMORY_LINES:
+            if all(m.get(field) is not None for m in mems):
+                mib = [max(m[field], 1) / 2**20 for m in mems]
+                ax.loglog(xs, mib, marker, label=prefix + label, **style)
 
     points, est = report["points"], report["estimators"]
     fig, axes = plt.subplots(2, 3, figsize=(14, 8.5))
@@ -623,60 +468,21 @@ def plot(report, path):
             s = report["slopes"][axis][name]["time"]
             label = f"{name} (slope {s:.2f})" if s is not None else name
             ax.loglog(xs, ys, "o-", label=label)
-        ticks(ax, xs)
-        ax.set_xlabel(AXIS_LABEL[axis])
-        ax.set_ylabel("median time (s)")
-        ax.set_title(f"time vs {AXIS_LABEL[axis]}")
-        ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-    ax = axes.flat[4]
-    pts = axis_points(points, "n")
+        label = AXIS_LABEL[axis]
+        finish(ax, xs, label, "median time (s)", f"time vs {label}", fontsize=8)
+    ax, pts = axes.flat[4], axis_points(points, "n")
     xs = [p["n"] for p in pts]
     for i, name in enumerate(est):
-        color = f"C{i}"
-        peak = [p["results"][name]["memory"].get("exec_peak_bytes") for p in pts]
-        if all(v is not None for v in peak):
-            ax.loglog(
-                xs,
-                [max(v, 1) / 2**20 for v in peak],
-                "o-",
-                color=color,
-                label=f"{name}: execution peak",
-            )
-        temp = [p["results"][name]["memory"].get("xla_temp_bytes") for p in pts]
-        if all(v is not None for v in temp):
-            ax.loglog(
-                xs,
-                [max(v, 1) / 2**20 for v in temp],
-                "x--",
-                color=color,
-                label=f"{name}: XLA temp plan",
-            )
-    ticks(ax, xs)
-    ax.set_xlabel(f"n (acc/loo chunk size {report['sweep_chunk_size'] or 'n'})")
-    ax.set_ylabel("MiB")
-    ax.set_title("memory vs n")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.3)
-    ax = axes.flat[5]
-    chunk = report.get("chunk_sweep") or []
-    if chunk:
-        sizes = [c["chunk_size"] for c in chunk]
-        res = [c["results"]["acc_sgd_ie"]["memory"] for c in chunk]
-        for field, style, label in (
-            ("exec_peak_bytes", "o-", "execution peak"),
-            ("xla_temp_bytes", "x--", "XLA temp plan"),
-        ):
-            if all(field in r for r in res):
-                ax.loglog(
-                    sizes, [max(r[field], 1) / 2**20 for r in res], style, label=label
-                )
-        ax.legend(fontsize=8, title=f"acc_sgd_ie, n = {chunk[0]['n']}")
-        ticks(ax, sizes)
-    ax.set_xlabel("acc_sgd_ie chunk_size")
-    ax.set_ylabel("MiB")
-    ax.set_title("acc_sgd_ie memory vs chunk size")
-    ax.grid(True, which="both", alpha=0.3)
+        mems = [p["results"][name]["memory"] for p in pts]
+        memory(ax, xs, mems, f"{name}: ", color=f"C{i}")
+    chunk_label = f"n (acc/loo chunk size {report['sweep_chunk_size'] or 'n'})"
+    finish(ax, xs, chunk_label, "MiB", "memory vs n", fontsize=7)
+    ax, chunk = axes.flat[5], report.get("chunk_sweep") or []
+    sizes = [c["chunk_size"] for c in chunk]
+    memory(ax, sizes, [c["results"]["acc_sgd_ie"]["memory"] for c in chunk])
+    title = f"acc_sgd_ie, n = {chunk[0]['n']}" if chunk else None
+    finish(ax, sizes, "acc_sgd_ie chunk_size", "MiB",
+           "acc_sgd_ie memory vs chunk size", fontsize=8, title=title)  # fmt: skip
     fig.suptitle(
         f"accjax scaling, {report['device']} ({report['backend']}), jax "
         f"{report['jax']}, {report['date'][:10]}"
@@ -716,8 +522,8 @@ def table(report) -> str:
 
 
 def measure_memory(points, cases, measured, args, cache_dir):
-    """Memory of every case, each in a fresh child."""
-    groups = [[c] for c in cases]
+    """Memory of every case, each in a fresh child (or all in one)."""
+    groups = [cases] if args.memory_children == "one" else [[c] for c in cases]
     # One at a time on an accelerator: each process preallocates most of it.
     jobs = args.memory_jobs if measured["info"]["backend"] == "cpu" else 1
     ctx = multiprocessing.get_context("spawn")
@@ -736,8 +542,6 @@ def measure_memory(points, cases, measured, args, cache_dir):
 def main(argv=None):
     args = parse_args(argv)
     if args.replot:
-        import json
-
         with open(args.replot) as f:
             report = json.load(f)
         path = Path(args.replot).with_name("scale.png")
@@ -752,7 +556,7 @@ def main(argv=None):
     load = [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
     cache_dir = tempfile.mkdtemp(prefix="accjax-scale-cache-")
     try:
-        measured = in_child(
+        measured = harness.in_child(
             sweep_child, points, cases, args.repeats, args.matmul_size, cache_dir
         )
         if hasattr(os, "getloadavg"):
@@ -794,11 +598,16 @@ def main(argv=None):
         "dtype": "float32",
         "model": f"mlp(key, d, {WIDTHS}), binary_loss, sgd lr 0.1/sqrt(t+1)",
         "memory_method": (
-            "a fresh child per case; malloc_trim, then VmHWM reset via "
-            "/proc/self/clear_refs around the case's first execution (CPU)"
+            "a fresh child per case"
+            if args.memory_children == "per-case"
+            else "one child for every case (--memory-children one)"
+        )
+        + (
+            "; malloc_trim, then VmHWM reset via /proc/self/clear_refs around the "
+            "case's first execution (CPU)"
             if info["hwm_reset"]
-            else "a fresh child per case; device peak_bytes_in_use after the "
-            "first execution minus bytes_in_use before it"
+            else "; device peak_bytes_in_use after the first execution minus "
+            "bytes_in_use before it"
         ),
         "load_avg_1min": load,
         "base": dict(zip(("n", "d", "batch", "epochs"), args.base, strict=True)),
@@ -817,8 +626,7 @@ def main(argv=None):
         "wall_s": time.perf_counter() - started,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    dump_json(out, report, indent=1)
+    harness.write_json(out, report)
     print(table(report))
     print("slopes (log-log; wall-time median [min] {process CPU}):")
     for axis in AXES:

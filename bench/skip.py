@@ -2,6 +2,7 @@
 
     python bench/skip.py --out bench-out/skip.json
     python bench/skip.py --num-examples 2000 --epochs 2 10 --chunks 1 4 16
+    python bench/skip.py --quick             # tiny sizes, a smoke test
 
 acc_sgd_ie orders the targets by the step that first holds them and runs each
 chunk's per-target work only from its earliest first occurrence on (before it,
@@ -14,43 +15,42 @@ skipped, sum_c start_c / (num_chunks x T).
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import os
 import platform
-import statistics
-import sys
-import time
 
+import harness
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import speed  # noqa: E402
+from accjax._src.estimators import acc, common
 
-from accjax._src.estimators import acc, common  # noqa: E402
+QUICK = dict(
+    num_examples=40, num_features=8, batch_size=10, epochs=[1], chunks=[2], repeats=2
+)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, out=None, repeats=5)
     p.add_argument("--num-examples", type=int, default=2000)
     p.add_argument("--num-features", type=int, default=104)
     p.add_argument("--widths", type=int, nargs="*", default=[8, 8])
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--epochs", type=int, nargs="+", default=[2, 10])
     p.add_argument("--chunks", type=int, nargs="+", default=[1, 4, 16])
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default=None)
-    return p.parse_args(argv)
+    return harness.parse_args(p, argv, quick=QUICK)
 
 
 def main(argv=None):
     args = parse_args(argv)
     rows = []
     for epochs in args.epochs:
-        ns = argparse.Namespace(**{**vars(args), "epochs": epochs, "x64": False})
-        problem, optimizer, run, query = speed.make_run(ns)
+        problem, optimizer, run, query = harness.synthetic_run(
+            args.num_examples,
+            args.num_features,
+            args.batch_size,
+            epochs,
+            widths=args.widths,
+        )
         targets = common.check_targets(None, problem.num_examples)
         query = common.check_run(run, query)
         for num_chunks in args.chunks:
@@ -63,16 +63,13 @@ def main(argv=None):
                 acc._acc_chunks, problem, optimizer, run.schedule, chunks, mask,
                 query=query, linear_readout=True, with_progress=False,
             )  # fmt: skip
-            cases = {"no_skip": None, "skip": starts}
-            for value in cases.values():  # compile and warm up
-                jax.block_until_ready(call(chunk_starts=value))
-            runs = {name: [] for name in cases}
-            for _ in range(args.repeats):  # interleaved, so drift hits both
-                for name, value in cases.items():
-                    t0 = time.perf_counter()
-                    jax.block_until_ready(call(chunk_starts=value))
-                    runs[name].append(time.perf_counter() - t0)
-            times = {name: statistics.median(r) for name, r in runs.items()}
+            calls = {
+                "no_skip": lambda c=call: c(chunk_starts=None),
+                "skip": lambda c=call, s=starts: c(chunk_starts=s),
+            }
+            harness.warm_up(calls)  # compile and warm up
+            runs, _ = harness.rounds(calls, args.repeats)  # interleaved
+            times = {name: harness.summary(r)["median_s"] for name, r in runs.items()}
             predicted = float(np.sum(np.asarray(starts)) / (num_chunks * run.num_steps))
             row = dict(
                 epochs=epochs,
@@ -98,10 +95,7 @@ def main(argv=None):
         rows=rows,
     )
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out + ".tmp", "w") as f:
-            json.dump(report, f, indent=1)
-        os.replace(args.out + ".tmp", args.out)
+        harness.write_json(args.out, report)
     return report
 
 

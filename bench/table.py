@@ -16,6 +16,7 @@ L2 above 20 makes plain SGD diverge: the L2 term alone scales the parameters by
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -81,10 +82,23 @@ def drop_large_l2(grid: dict, max_l2: float) -> dict:
     return {**grid, "rows": rows, "summary": summarize(rows, names)}
 
 
-if __name__ == "__main__":
-    path = sys.argv[-1]
-    with open(path) as f:
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("grid", help="an `accjax experiment` grid.json")
+    p.add_argument("--relative", action="store_true")
+    p.add_argument("--max-l2", type=float, default=None)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    with open(args.grid) as f:
         grid = json.load(f)
-    if "--max-l2" in sys.argv:
-        grid = drop_large_l2(grid, float(sys.argv[sys.argv.index("--max-l2") + 1]))
-    print(relative(grid) if "--relative" in sys.argv else table(grid))
+    if args.max_l2 is not None:
+        grid = drop_large_l2(grid, args.max_l2)
+    print(relative(grid) if args.relative else table(grid))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
