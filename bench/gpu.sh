@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The accelerator benchmark set, one script for a lent GPU (about 8 minutes).
+# The accelerator benchmark set, one script for a lent GPU (about 9 minutes).
 #
 #   bash bench/gpu.sh [OUT]          # OUT defaults to bench-out/gpu
+#   QUICK=1 bash bench/gpu.sh OUT    # every command at its --quick sizes (a smoke
+#                                    # test: tests/test_bench.py runs it on CPU)
 #
 # Runs, each under its own time limit, writing JSON under OUT:
 #   speed.json      bench/speed.py at the reference size (acc/loo, sgd_ie/train)
 #   speed-4000.json bench/speed.py at issue 6's size (n = 4,000, 10 epochs, chunk 1000)
-#   scale.json      bench/scale.py --quick (time and memory against n, T, |params|)
+#   scale.json      bench/scale.py --small (time and memory against n, T, |params|)
 #   mnist_all.json  ACC-SGD-IE over 11,000 MNIST 1-vs-7 examples (the headline)
+#   cnn.json        bench/cnn.py: Hara's CNN step, loo / acc per target-step, sgd_ie
+#                   (on the GPU models.cnn lowers to lax.conv, not the CPU matmul)
+# and exits 1 if any of them failed (each one's exit status is in OUT/log.txt).
+# PYTHON names the interpreter (default: python3, or .venv's on a CPU try-out).
 #
 # The lent machine can reach nothing outside it and our .venv does not travel:
 # use its python3 (JAX with CUDA, optax, flax, chex, scikit-learn and matplotlib
@@ -30,15 +36,28 @@ fi
 LOG="$OUT/log.txt"  # one log: the device returns at most 8 files
 "$PY" -c "import jax; print(jax.__version__, jax.devices())" 2>&1 | tee "$LOG"
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee -a "$LOG"
+FAILED=0
 run() {  # run SECONDS NAME CMD...
-  local limit=$1 name=$2; shift 2
+  local limit=$1 name=$2 rc; shift 2
   echo "== $name (limit ${limit}s)" | tee -a "$LOG"
   timeout "$limit" "$@" >> "$LOG" 2>&1
-  echo "   $name exit $?" | tee -a "$LOG"
+  rc=$?
+  echo "   $name exit $rc" | tee -a "$LOG"
+  [ "$rc" -eq 0 ] || FAILED=$((FAILED + 1))
 }
-run 90 speed "$PY" bench/speed.py --repeats 5 --out "$OUT/speed.json"
-run 120 speed-4000 "$PY" bench/speed.py --num-examples 4000 --epochs 10 --repeats 3 \
-  --chunk-size 1000 --out "$OUT/speed-4000.json"
-run 150 scale "$PY" bench/scale.py --quick --out "$OUT/scale/scale.json"
-run 150 mnist_all "$PY" bench/mnist_all.py --epochs 3 --out "$OUT/mnist_all.json"
+# The sizes of each command; QUICK=1 drops them for --quick's.
+if [ "${QUICK:-0}" = 1 ]; then
+  Q=(--quick) SPEED=() SPEED_4000=() SCALE=() MNIST=() CNN=()
+else
+  Q=() SPEED=(--repeats 5) SCALE=(--small) MNIST=(--epochs 3) CNN=(--repeats 5)
+  SPEED_4000=(--num-examples 4000 --epochs 10 --repeats 3 --chunk-size 1000)
+fi
+run 90 speed "$PY" bench/speed.py "${Q[@]}" "${SPEED[@]}" --out "$OUT/speed.json"
+run 120 speed-4000 "$PY" bench/speed.py "${Q[@]}" "${SPEED_4000[@]}" \
+  --out "$OUT/speed-4000.json"
+run 150 scale "$PY" bench/scale.py "${Q[@]}" "${SCALE[@]}" --out "$OUT/scale/scale.json"
+run 150 mnist_all "$PY" bench/mnist_all.py "${Q[@]}" "${MNIST[@]}" \
+  --out "$OUT/mnist_all.json"
+run 120 cnn "$PY" bench/cnn.py "${Q[@]}" "${CNN[@]}" --out "$OUT/cnn.json"
 ls -la "$OUT"
+[ "$FAILED" -eq 0 ] || { echo "$FAILED of the runs failed (see $LOG)"; exit 1; }
