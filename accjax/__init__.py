@@ -24,6 +24,7 @@ from accjax._src.problem import Problem as Problem
 from accjax._src.problem import Run as Run
 from accjax._src.problem import TrainState as TrainState
 from accjax._src.problem import mean_loss as mean_loss
+from accjax._src.problem import step_key as step_key
 from accjax._src.schedule import epochs_of as epochs_of
 from accjax._src.schedule import make_schedule as make_schedule
 from accjax._src.train import make_step as make_step
@@ -50,6 +51,7 @@ __all__ = [
     "metrics",
     "models",
     "sgd_ie",
+    "step_key",
     "subset_retrain",
     "tracin",
     "train",

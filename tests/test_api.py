@@ -21,6 +21,7 @@ def test_public_api_is_pinned():
         "metrics",
         "models",
         "sgd_ie",
+        "step_key",
         "subset_retrain",
         "tracin",
         "train",

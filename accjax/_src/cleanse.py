@@ -70,7 +70,9 @@ def _replay(
         zs, bad = carry
         t, indices = xs
         weights = keep[:, jnp.where(indices >= 0, indices, 0)]
-        zs = jax.vmap(lambda z, w: step(problem, optimizer, z, indices, w))(zs, weights)
+        zs = jax.vmap(lambda z, w: step(problem, optimizer, z, indices, w, t))(
+            zs, weights
+        )
         bad = mark_bad_step(bad, t, zs.params)
         if with_progress:
             progress_lib.tick(done + t - start + 1, total)

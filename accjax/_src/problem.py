@@ -29,11 +29,18 @@ class Problem:
 
     Attributes:
       loss: `loss(params, example) -> scalar` for ONE example, where `example` is
-        one row of `data` (every leaf indexed at the same position).
+        one row of `data` (every leaf indexed at the same position); with a
+        `key`, `loss(params, example, key) -> scalar`.
       params: the initial parameters, any pytree of float arrays.
       data: any pytree of arrays sharing a leading axis `num_examples`.
       l2: coefficient of the L2 term, part of every step's objective and not
         attached to any example.
+      key: None (a deterministic loss), or a `jax.random.key` / `PRNGKey` for
+        a stochastic one (dropout, augmentation). At step t (0-based) the loss
+        of training example i receives `step_key(key, t, i)` =
+        `fold_in(fold_in(key, t), i)`: a function of (step, example) only, so
+        the factual run and every counterfactual one draw the same masks and
+        augmentations, and removing k changes nothing but k's weight.
     """
 
     loss: Callable[[Params, PyTree], jax.Array] = dataclasses.field(
@@ -42,6 +49,7 @@ class Problem:
     params: Params
     data: PyTree
     l2: float = 0.0
+    key: jax.Array | None = None
 
     def __post_init__(self):
         # Python and NumPy numbers are checked at once; arrays (possibly traced,
@@ -116,6 +124,41 @@ class Influence(NamedTuple):
     per_epoch: jax.Array | None = None
 
 
+def step_key(key: jax.Array, t, index) -> jax.Array:
+    """The key the loss of training example `index` receives at step `t`."""
+    return jax.random.fold_in(jax.random.fold_in(key, t), index)
+
+
+def example_loss(problem: Problem, params: Params, example, index, t) -> jax.Array:
+    """The loss of training example `index` (its row `example`) at step `t`.
+
+    Every estimator evaluates training losses through this function, so a
+    problem with a `key` draws the same randomness everywhere. `index` may be
+    -1 (padding): it then gets example 0's key, and the caller masks it.
+    """
+    if problem.key is None:
+        return problem.loss(params, example)
+    key = step_key(problem.key, t, jnp.maximum(index, 0))
+    return problem.loss(params, example, key)
+
+
+def example_losses(problem: Problem, params: Params, indices, t) -> jax.Array:
+    """`(B,)` losses of the training examples `indices` at step `t` (-1: padding,
+    whose value is example 0's and must be masked)."""
+    rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
+    return jax.vmap(lambda ex, i: example_loss(problem, params, ex, i, t))(
+        rows, indices
+    )
+
+
+def example_grads(problem: Problem, params: Params, indices, t) -> Params:
+    """Per-example loss gradients at step `t`, a pytree like params with a
+    leading `(B,)` axis (padding rows: example 0's, to be masked)."""
+    rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
+    grad = jax.grad(example_loss, argnums=1)
+    return jax.vmap(lambda ex, i: grad(problem, params, ex, i, t))(rows, indices)
+
+
 def num_examples(data: PyTree) -> int:
     """Leading-axis size shared by every leaf of `data`; raises if they disagree."""
     leaves = jax.tree.leaves(data)
@@ -178,6 +221,22 @@ def check_l2(l2) -> None:
         )
 
 
+def check_key(key) -> None:
+    """None, a typed key (`jax.random.key`) or a raw uint32 `(2,)` PRNGKey."""
+    if key is None or isinstance(key, jax.core.Tracer):
+        return
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.ndim(key) == 0:
+            return
+    elif dtype == jnp.uint32 and np.shape(key) == (2,):
+        return
+    raise TypeError(
+        "`key` must be None or one PRNG key, e.g. jax.random.key(0) or "
+        f"jax.random.PRNGKey(0); got {key!r}."
+    )
+
+
 def check_problem(problem: Problem) -> None:
     """Validates `problem` before tracing; a no-op on traced values."""
     if not isinstance(problem, Problem):
@@ -196,13 +255,27 @@ def check_problem(problem: Problem) -> None:
         raise ValueError(
             f"every leaf of `params` must be a float array; got dtypes {bad}."
         )
+    check_key(problem.key)
     row = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), problem.data
     )
-    out = jax.eval_shape(problem.loss, problem.params, row)
+    signature = "loss(params, example)" if problem.key is None else (
+        "loss(params, example, key)"
+    )
+    try:
+        out = jax.eval_shape(
+            lambda p, r: example_loss(problem, p, r, 0, 0), problem.params, row
+        )
+    except TypeError as err:
+        hint = (
+            " A loss that takes a key needs accjax.Problem(..., key=jax.random.key(0))."
+            if problem.key is None
+            else " With `key`, the loss is called with a third argument, the key."
+        )
+        raise TypeError(f"calling `{signature}` failed: {err}.{hint}") from err
     if getattr(out, "shape", None) != ():
         raise ValueError(
-            "`loss(params, example)` must return a scalar for one example; got "
+            f"`{signature}` must return a scalar for one example; got "
             f"shape {getattr(out, 'shape', out)} (example = one row of `data`, "
             f"num_examples = {n})."
         )

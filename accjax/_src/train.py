@@ -16,6 +16,7 @@ from accjax._src.problem import (
     Run,
     TrainState,
     check_problem,
+    example_losses,
 )
 from accjax._src.schedule import check_schedule, make_schedule
 
@@ -25,44 +26,45 @@ def param_dtype(params: Params):
     return jnp.result_type(*jax.tree.leaves(params))
 
 
-def batch_loss(problem: Problem, params: Params, indices, weights) -> jax.Array:
+def batch_loss(problem: Problem, params: Params, indices, weights, t) -> jax.Array:
     """L(params; S, w) of DESIGN.md section 1 for one batch.
 
     Args:
-      problem: the loss, data and L2 coefficient.
+      problem: the loss, data, L2 coefficient and key.
       params: the parameters.
       indices: int array `(batch_size,)`, `-1` for padding.
       weights: float array `(batch_size,)`, the weight of each batch slot
         (padding slots are ignored whatever their weight).
+      t: the step index (0-based), which a problem with a key folds into the
+        key of each example's loss.
     """
     valid = indices >= 0
-    rows = jax.tree.map(lambda a: a[jnp.where(valid, indices, 0)], problem.data)
-    losses = jax.vmap(problem.loss, in_axes=(None, 0))(params, rows)
+    losses = example_losses(problem, params, indices, t)
     count = jnp.sum(valid).astype(losses.dtype)
     data_term = jnp.sum(jnp.where(valid, weights * losses, 0)) / count
     squares = sum(jnp.vdot(p, p) for p in jax.tree.leaves(params))
     return data_term + 0.5 * problem.l2 * squares
 
 
-def batch_grad(problem: Problem, params: Params, indices, weights) -> Params:
+def batch_grad(problem: Problem, params: Params, indices, weights, t) -> Params:
     """The gradient of `batch_loss` in the parameters; linear in `weights`."""
-    return jax.grad(batch_loss, argnums=1)(problem, params, indices, weights)
+    return jax.grad(batch_loss, argnums=1)(problem, params, indices, weights, t)
 
 
-def update(problem, optimizer, state: TrainState, indices, weights):
+def update(problem, optimizer, state: TrainState, indices, weights, t):
     """The optax update of one step: `(updates, new_opt_state)`.
 
     The new parameters are `optax.apply_updates(state.params, updates)`;
     estimators use the updates themselves to form differences of two steps
     without cancelling against the (much larger) parameters.
     """
-    grads = batch_grad(problem, state.params, indices, weights)
+    grads = batch_grad(problem, state.params, indices, weights, t)
     return optimizer.update(grads, state.opt_state, state.params)
 
 
-def step(problem, optimizer, state: TrainState, indices, weights) -> TrainState:
+def step(problem, optimizer, state: TrainState, indices, weights, t) -> TrainState:
     """z_{t+1} = step(z_t, S_t, w): the gradient of L(.; S_t, w), then optax."""
-    updates, opt_state = update(problem, optimizer, state, indices, weights)
+    updates, opt_state = update(problem, optimizer, state, indices, weights, t)
     return TrainState(optax.apply_updates(state.params, updates), opt_state)
 
 
@@ -74,20 +76,30 @@ def init_state(problem: Problem, optimizer) -> TrainState:
 def make_step(
     problem: Problem, optimizer: optax.GradientTransformation
 ) -> Callable[[TrainState, jax.Array], TrainState]:
-    """The public training step: `step(state, batch_indices) -> state`.
+    """The public training step: `step(state, batch_indices, t=None) -> state`.
 
     `batch_indices` is an int array `(batch_size,)` of training indices (`-1`
-    pads a ragged batch). The function is pure and can be jitted; a loop that
-    calls it and stacks the index arrays it used has recorded a schedule that
+    pads a ragged batch); `t` is the step's index from 0, required when the
+    problem has a `key` (the randomness of step t) and ignored otherwise. The
+    function is pure and can be jitted; a loop that calls it with t = 0, 1, ...
+    and stacks the index arrays it used has recorded a schedule that
     `accjax.train(..., schedule=...)` and every estimator can replay. Start from
     `accjax.TrainState(problem.params, optimizer.init(problem.params))`.
     """
     check_problem(problem)
 
-    def train_step(state: TrainState, batch_indices) -> TrainState:
+    def train_step(state: TrainState, batch_indices, t=None) -> TrainState:
+        if t is None:
+            if problem.key is not None:
+                raise ValueError(
+                    "this problem has a `key`: pass the step index, "
+                    "step(state, batch_indices, t) with t = 0, 1, ... (the key of "
+                    "step t is what every estimator replays)."
+                )
+            t = 0
         batch_indices = jnp.asarray(batch_indices)
         ones = jnp.ones(batch_indices.shape, param_dtype(state.params))
-        return step(problem, optimizer, state, batch_indices, ones)
+        return step(problem, optimizer, state, batch_indices, ones, t)
 
     return train_step
 
@@ -133,7 +145,7 @@ def _train_scan(problem, optimizer, schedule):
         state, bad = carry
         t, indices = xs
         ones = jnp.ones(indices.shape, param_dtype(state.params))
-        state = step(problem, optimizer, state, indices, ones)
+        state = step(problem, optimizer, state, indices, ones, t)
         return (state, mark_bad_step(bad, t, state.params)), None
 
     steps = (jnp.arange(schedule.shape[0], dtype=jnp.int32), schedule)

@@ -27,7 +27,7 @@ import optax
 
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
-from accjax._src.problem import Influence, Run, TrainState
+from accjax._src.problem import Influence, Run, TrainState, example_loss
 from accjax._src.schedule import check_per_epoch
 from accjax._src.train import (
     batch_grad,
@@ -110,7 +110,7 @@ class _FloatView:
         ]
 
 
-def _own_terms(problem, view, params, indices, slots, dp, in_window, source):
+def _own_terms(problem, view, params, t, indices, slots, dp, in_window, source):
     """Per-target corrections of the batch gradient and its tangent.
 
     The batch gradient G(params, w) is linear in the weights, so removing k
@@ -142,8 +142,10 @@ def _own_terms(problem, view, params, indices, slots, dp, in_window, source):
 
     def grad_and_hvp(k, v):
         example = jax.tree.map(lambda a: a[jnp.maximum(k, 0)], problem.data)
-        grad = jax.grad(problem.loss)
-        own = lambda s: view.select(grad(view.with_selected(params, s), example))
+        grad = jax.grad(example_loss, argnums=1)
+        own = lambda s: view.select(
+            grad(problem, view.with_selected(params, s), example, k, t)
+        )
         return jax.jvp(own, (selected,), (v,))
 
     g, h = jax.vmap(grad_and_hvp)(indices, v)
@@ -167,7 +169,7 @@ def _own_terms(problem, view, params, indices, slots, dp, in_window, source):
     return primal, tangent
 
 
-def _acc_step(problem, optimizer, view, z, d, inv, indices, in_window, source):
+def _acc_step(problem, optimizer, view, z, d, inv, t, indices, in_window, source):
     """One step of the recursion for every target of the chunk: (z_{t+1}, D_{t+1}).
 
     `source` False: the step's injection (the difference of the two steps) is
@@ -180,7 +182,7 @@ def _acc_step(problem, optimizer, view, z, d, inv, indices, in_window, source):
     ones = jnp.ones(indices.shape, param_dtype(z.params))
     dp = d[: view.num_selected]
     grads, hvp = jax.linearize(
-        lambda s: batch_grad(problem, view.with_selected(z.params, s), indices, ones),
+        lambda s: batch_grad(problem, view.with_selected(z.params, s), indices, ones, t),
         view.select(z.params),
     )
     slots = jnp.where(indices >= 0, inv[jnp.maximum(indices, 0)], -1)
@@ -191,7 +193,7 @@ def _acc_step(problem, optimizer, view, z, d, inv, indices, in_window, source):
         .add(1, mode="drop")
     )
     own_primal, own_tangent = _own_terms(
-        problem, view, z.params, indices, slots, dp, in_window, source
+        problem, view, z.params, t, indices, slots, dp, in_window, source
     )
     g_primal = [
         g[None] + c for g, c in zip(view.select(grads), own_primal, strict=True)
@@ -292,11 +294,12 @@ def _acc_chunks(
                     z,
                     d,
                     inv,
+                    t,
                     indices,
                     in_window,
                     step_group == group,
                 ),
-                lambda z, d: (factual_step(z, indices), d),
+                lambda z, d: (factual_step(z, indices, t), d),
                 z,
                 d,
             )
@@ -330,8 +333,13 @@ def _acc_chunks(
         zeros = jax.tree.map(lambda a: jnp.zeros((size,) + a.shape, a.dtype), z.params)
         return None, (values, view.with_selected(zeros, shift), bad)
 
-    factual_step = lambda z, indices: step(
-        problem, optimizer, z, indices, jnp.ones(indices.shape, param_dtype(z.params))
+    factual_step = lambda z, indices, t: step(
+        problem,
+        optimizer,
+        z,
+        indices,
+        jnp.ones(indices.shape, param_dtype(z.params)),
+        t,
     )
     xs = (jnp.arange(num_chunks), chunks, chunk_groups, chunk_starts)
     _, out = jax.lax.scan(one_chunk, None, xs)

@@ -33,20 +33,16 @@ from jax.flatten_util import ravel_pytree
 
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
-from accjax._src.problem import Influence, Run
+from accjax._src.problem import Influence, Run, example_grads
 from accjax._src.schedule import check_per_epoch
 from accjax._src.train import batch_grad, init_state, param_dtype, step, update
 
 
-def _example_grads(problem, params, indices, projection):
-    """Per-example loss gradients of a batch, flat and projected: `(B, d)`.
-
-    Padding rows are zero.
-    """
-    rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
-    flat = jax.vmap(lambda ex: ravel_pytree(jax.grad(problem.loss)(params, ex))[0])(
-        rows
-    )
+def _example_grads(problem, params, indices, t, projection):
+    """Per-example loss gradients of a batch at step t, flat and projected:
+    `(B, d)`. Padding rows are zero."""
+    grads = example_grads(problem, params, indices, t)
+    flat = jax.vmap(lambda leaves: ravel_pytree(leaves)[0])(grads)
     flat = jnp.where((indices >= 0)[:, None], flat, 0)
     return flat if projection is None else flat @ projection.T
 
@@ -68,7 +64,7 @@ def _batch_terms(
     """What both sweeps need of step t: the batch's projected per-example
     gradients `(B, d)`, eta_t / |S_t|, 1 - eta_t l2, each slot's target position
     (-1 for none) and its scatter index (`size`, out of range, for none)."""
-    g = _example_grads(problem, params, indices, projection)
+    g = _example_grads(problem, params, indices, t, projection)
     lr = common.learning_rate_at(learning_rate, t)
     eta = (lr / jnp.sum(indices >= 0)).astype(dtype)
     decay = (1 - lr * problem.l2).astype(dtype)
@@ -109,7 +105,7 @@ def _dvemb_sweep(
         t, indices = xs
         if with_progress:
             progress_lib.tick(t + 1, 2 * num_steps)
-        return step(problem, optimizer, z, indices, ones(indices)), ravel_pytree(
+        return step(problem, optimizer, z, indices, ones(indices), t), ravel_pytree(
             z.params
         )[0]
 
@@ -182,7 +178,7 @@ def _acc_dvemb_chunks(
             back = eta * jnp.einsum("bg,bd->bgd", jnp.einsum("bgd,bd->bg", own, g), g)
             d = shared.at[to].add(back, mode="drop")
             d = d.at[to, group].add(eta * g, mode="drop")
-            z = step(problem, optimizer, z, indices, jnp.ones(indices.shape, dtype))
+            z = step(problem, optimizer, z, indices, jnp.ones(indices.shape, dtype), t)
             if with_progress:
                 progress_lib.tick(c * num_steps + t + 1, num_chunks * num_steps)
             return (z, d), None
@@ -204,8 +200,8 @@ def _check_plain_sgd(run: Run, learning_rate, name: str) -> None:
     for t in range(min(2, run.num_steps)):
         indices = run.schedule[t]
         ones = jnp.ones(indices.shape, param_dtype(z.params))
-        grads = ravel_pytree(batch_grad(problem, z.params, indices, ones))[0]
-        moved = ravel_pytree(update(problem, run.optimizer, z, indices, ones)[0])[0]
+        grads = ravel_pytree(batch_grad(problem, z.params, indices, ones, t))[0]
+        moved = ravel_pytree(update(problem, run.optimizer, z, indices, ones, t)[0])[0]
         want = -common.learning_rate_at(learning_rate, t) * grads
         scale = float(jnp.max(jnp.abs(want)))
         if float(jnp.max(jnp.abs(moved - want))) > 1e-3 * scale + 1e-30:
@@ -217,7 +213,7 @@ def _check_plain_sgd(run: Run, learning_rate, name: str) -> None:
                 "trained with, or use sgd_ie / acc_sgd_ie, which follow any optax "
                 "optimizer."
             )
-        z = step(problem, run.optimizer, z, indices, ones)
+        z = step(problem, run.optimizer, z, indices, ones, t)
 
 
 def _prepare(run, query, learning_rate, targets, projection_dim, seed, per_epoch, name):

@@ -9,12 +9,13 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from accjax._src.estimators import common
-from accjax._src.problem import Influence, Run
+from accjax._src.problem import Influence, Run, example_grads, example_losses
 
 
-def _objective(problem, params):
-    """The full training objective: mean loss over all n examples plus L2."""
-    losses = jax.vmap(problem.loss, in_axes=(None, 0))(params, problem.data)
+def _objective(problem, params, t):
+    """The full training objective: mean loss over all n examples plus L2
+    (a problem with a key: each example's loss with its key of step t)."""
+    losses = example_losses(problem, params, jnp.arange(problem.num_examples), t)
     squares = sum(jnp.vdot(p, p) for p in jax.tree.leaves(params))
     return jnp.mean(losses) + 0.5 * problem.l2 * squares
 
@@ -29,10 +30,10 @@ def _lissa(hvp, b, scale, depth):
 
 
 @functools.partial(jax.jit, static_argnames=("method", "maxiter"))
-def _influence_all(problem, params, query, damping, scale, *, method, maxiter):
+def _influence_all(problem, params, t, query, damping, scale, *, method, maxiter):
     flat, unravel = ravel_pytree(params)
     n = problem.num_examples
-    objective = lambda f: _objective(problem, unravel(f))
+    objective = lambda f: _objective(problem, unravel(f), t)
     q = jax.eval_shape(query, params).shape
     query_flat = lambda f: query(unravel(f))
     u = jax.jacrev(query_flat)(flat) if q else jax.grad(query_flat)(flat)
@@ -48,8 +49,8 @@ def _influence_all(problem, params, query, damping, scale, *, method, maxiter):
         v = jax.vmap(lambda b: jax.scipy.sparse.linalg.cg(hvp, b, maxiter=maxiter)[0])(
             u
         )
-    example_grad = jax.grad(lambda f, example: problem.loss(unravel(f), example))
-    grads = jax.vmap(example_grad, in_axes=(None, 0))(flat, problem.data)  # (n, P)
+    grads = example_grads(problem, params, jnp.arange(n), t)
+    grads = jax.vmap(lambda g: ravel_pytree(g)[0])(grads)  # (n, P)
     values = grads @ v.T / n  # (n, Q or 1)
     return values if q else values[:, 0]
 
@@ -70,7 +71,9 @@ def influence_function(
     with H the Hessian of the whole training objective (mean loss + L2) at the
     final params: the first-order change of the objective's minimiser when k's
     weight drops from 1 to 0. It ignores the trajectory (schedule, steps,
-    learning rates), so it describes a run trained to convergence.
+    learning rates), so it describes a run trained to convergence. A problem
+    with a key is evaluated with the keys of step T = `run.num_steps` (those a
+    next step would draw).
 
     Args:
       run: from `accjax.train`; only `run.params` and the problem are used.
@@ -99,6 +102,7 @@ def influence_function(
     values = _influence_all(
         run.problem,
         run.params,
+        run.num_steps,
         query,
         damping,
         scale,

@@ -48,7 +48,7 @@ def _loo_chunks(
             weights = jax.vmap(
                 lambda k: common.counterfactual_weights(indices, k, dtype)
             )(row)
-            zs = jax.vmap(lambda z, w: step(problem, optimizer, z, indices, w))(
+            zs = jax.vmap(lambda z, w: step(problem, optimizer, z, indices, w, t))(
                 zs, weights
             )
             zs = common.shard_targets(zs, sharding)

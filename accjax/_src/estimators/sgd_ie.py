@@ -96,7 +96,7 @@ def final_query(
         if with_progress:
             progress_lib.tick(t + 1, total)
             z = _tick_backward(z, total - t, total)
-        return step(problem, optimizer, z, indices, slot_weights), None
+        return step(problem, optimizer, z, indices, slot_weights, t), None
 
     z0 = init_state(problem, optimizer)
     z = _scan(body, z0, (jnp.arange(num_steps), schedule, groups), storage)

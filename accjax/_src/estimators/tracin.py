@@ -10,7 +10,7 @@ import numpy as np
 
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
-from accjax._src.problem import Influence, Run
+from accjax._src.problem import Influence, Run, example_grads, example_loss
 from accjax._src.schedule import epochs_of
 from accjax._src.train import init_state, param_dtype, step
 
@@ -42,8 +42,7 @@ def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_prog
         z, values = carry
         t, indices = xs
         valid = indices >= 0
-        rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
-        grads = jax.vmap(jax.grad(problem.loss), in_axes=(None, 0))(z.params, rows)
+        grads = example_grads(problem, z.params, indices, t)
         dots = _dot_with(jac(z.params), grads)
         lr = common.learning_rate_at(learning_rate, t)
         scale = jnp.where(valid, lr / jnp.sum(valid), 0).astype(dtype)
@@ -52,7 +51,7 @@ def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_prog
         ones = jnp.ones(indices.shape, dtype)
         if with_progress:
             progress_lib.tick(t + 1, num_steps)
-        return (step(problem, optimizer, z, indices, ones), values), None
+        return (step(problem, optimizer, z, indices, ones, t), values), None
 
     values = jnp.zeros((n, *out_shape), dtype)
     carry = (init_state(problem, optimizer), values)
@@ -76,20 +75,22 @@ def _tracin_checkpoints(
     jac = jax.jacrev(query) if out_shape else jax.grad(query)
     mean_size = jnp.sum(schedule >= 0) / num_steps
 
-    def dots(params):
+    def dots(params, t):
         q = jac(params)
-        one = lambda ex: _dot_with(
-            q, jax.tree.map(lambda a: a[None], jax.grad(problem.loss)(params, ex))
+        grad = jax.grad(example_loss, argnums=1)
+        one = lambda xs: _dot_with(
+            q, jax.tree.map(lambda a: a[None], grad(problem, params, *xs, t))
         )[0]
-        return jax.lax.map(one, problem.data, batch_size=256)
+        xs = (problem.data, jnp.arange(n))
+        return jax.lax.map(one, xs, batch_size=256)
 
     def body(carry, xs):
         z, values = carry
         t, indices, keep = xs
-        z = step(problem, optimizer, z, indices, jnp.ones(indices.shape, dtype))
+        z = step(problem, optimizer, z, indices, jnp.ones(indices.shape, dtype), t)
         scale = (common.learning_rate_at(learning_rate, t) / mean_size).astype(dtype)
         values = jax.lax.cond(
-            keep, lambda v: v + scale * dots(z.params), lambda v: v, values
+            keep, lambda v: v + scale * dots(z.params, t), lambda v: v, values
         )
         if with_progress:
             progress_lib.tick(t + 1, num_steps)
