@@ -1,4 +1,5 @@
-"""The reference experiments' models as plain `(params, apply)` pairs."""
+"""The reference experiments' models as plain `(params, apply)` pairs, and flax
+nnx modules through `from_nnx`."""
 
 from accjax._src.models import binary_cross_entropy as binary_cross_entropy
 from accjax._src.models import binary_error as binary_error
@@ -9,15 +10,23 @@ from accjax._src.models import mlp as mlp
 from accjax._src.models import multiclass_error as multiclass_error
 from accjax._src.models import multiclass_loss as multiclass_loss
 from accjax._src.models import softmax_cross_entropy as softmax_cross_entropy
+from accjax._src.nnx_models import CifarCNN as CifarCNN
+from accjax._src.nnx_models import NnxModel as NnxModel
+from accjax._src.nnx_models import from_nnx as from_nnx
+from accjax._src.nnx_models import random_crop_flip as random_crop_flip
 
 __all__ = [
+    "CifarCNN",
+    "NnxModel",
     "binary_cross_entropy",
     "binary_error",
     "binary_loss",
     "cnn",
+    "from_nnx",
     "logistic_regression",
     "mlp",
     "multiclass_error",
     "multiclass_loss",
+    "random_crop_flip",
     "softmax_cross_entropy",
 ]
