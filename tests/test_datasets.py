@@ -558,8 +558,18 @@ def test_bad_arguments(fake_dir):
         _load(None, "digits", (10, -1, 10))
     with pytest.raises(ValueError, match="`name` must be one of"):
         _load(None, "imagenet")
-    with pytest.raises(ValueError, match="binary"):
-        _load(fake_dir, "mnist10", (20, 10, 10), label_noise=0.1)
+    with pytest.raises(ValueError, match="split='official'. is defined for"):
+        ds.load("digits", n_val=10, split="official")
+    with pytest.raises(ValueError, match="`split` must be"):
+        _load(None, "digits", split="train")
+    with pytest.raises(TypeError, match="missing n_train"):
+        ds.load("digits", n_val=10, n_test=10)
+    with pytest.raises(ValueError, match=r"`n_val` must be an int in \[0, 99\]"):
+        ds.load("mnist10", n_val=100, split="official", data_dir=fake_dir)
+    with pytest.raises(ValueError, match="`n_test` must be an int in"):
+        ds.load("mnist10", n_val=10, n_test=31, split="official", data_dir=fake_dir)
+    with pytest.raises(ValueError, match="images=True. needs an image data set"):
+        _load(None, "breast_cancer", images=True)
     with pytest.raises(ValueError, match="label_noise"):
         _load(None, "digits", label_noise=1.5)
     with pytest.raises(ValueError, match="seed"):
@@ -849,3 +859,86 @@ def test_cli_data_fetch(fake, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "accjax data fetch: error: could not download a good" in err
     assert not (tmp_path / "adult" / "adult-training.csv").exists()
+
+
+def test_official_mnist_split_is_the_official_files(fake, fake_dir):
+    s = ds.load("mnist10", n_val=10, seed=4, split="official", data_dir=fake_dir)
+    train_images, train_labels = fake.mnist["train"]
+    test_images, test_labels = fake.mnist["test"]
+    val_rows = np.random.RandomState(4).permutation(100)[:10]
+    train_rows = np.setdiff1d(np.arange(100), val_rows)  # the rest, in file order
+    for part, images, labels in [
+        (s.train, train_images[train_rows], train_labels[train_rows]),
+        (s.val, train_images[val_rows], train_labels[val_rows]),
+        (s.test, test_images, test_labels),
+    ]:
+        np.testing.assert_array_equal(part[1], labels)
+        np.testing.assert_allclose(
+            _raw(part, s.info), images.reshape(len(labels), -1) / 255.0, atol=1e-5
+        )
+    assert s.info["split"] == "official" and s.info["n_train"] == 90
+    # sizes and image shape on request; binary: the ones then the sevens of t10k
+    s = ds.load("mnist", n_val=5, n_train=20, n_test=8, split="official",
+                data_dir=fake_dir, images=True)  # fmt: skip
+    assert s.train[0].shape == (20, 28, 28, 1) and s.test[0].shape == (8, 28, 28, 1)
+    ones = np.flatnonzero(test_labels == 1)
+    np.testing.assert_allclose(
+        s.test[0][:6, :, :, 0] * s.info["scale"].reshape(28, 28)
+        + s.info["mean"].reshape(28, 28),
+        test_images[ones] / 255.0,
+        atol=1e-5,
+    )
+    np.testing.assert_array_equal(s.test[1], [0] * 6 + [1] * 2)
+
+
+def test_official_cifar_split_and_hwc_images(fake, fake_dir):
+    s = ds.load("cifar10", n_val=5, split="official", data_dir=fake_dir, images=True)
+    train = np.concatenate([fake.cifar[n][0] for n in fake_data.CIFAR_TRAIN])
+    test_images, test_labels, _ = fake.cifar["test_batch.bin"]
+    assert s.train[0].shape == (45, 32, 32, 3) and s.test[0].shape == (10, 32, 32, 3)
+    np.testing.assert_array_equal(s.test[1], test_labels)
+    raw = s.test[0] * s.info["scale"].reshape(3, 32, 32).transpose(1, 2, 0) + s.info[
+        "mean"
+    ].reshape(3, 32, 32).transpose(1, 2, 0)
+    # HWC pixel (r, col, c) is the record's byte 1024 c + 32 r + col
+    for r, col, c in [(0, 0, 0), (5, 7, 0), (31, 31, 2), (17, 2, 1)]:
+        np.testing.assert_allclose(
+            raw[3, r, col, c], test_images[3, 1024 * c + 32 * r + col] / 255.0, atol=1e-5
+        )
+    val_rows = np.random.RandomState(0).permutation(50)[:5]
+    np.testing.assert_allclose(
+        _raw((s.val[0].transpose(0, 3, 1, 2).reshape(5, -1),), s.info),
+        train[val_rows] / 255.0,
+        atol=1e-5,
+    )
+
+
+def test_multiclass_label_noise_draws_another_class(fake_dir):
+    clean = ds.load("mnist10", n_val=10, split="official", data_dir=fake_dir)
+    noisy = ds.load("mnist10", n_val=10, split="official", data_dir=fake_dir,
+                    label_noise=0.3)  # fmt: skip
+    flipped = noisy.info["flipped"]
+    want = np.sort(np.random.RandomState(0).choice(90, 27, replace=False))
+    np.testing.assert_array_equal(flipped, want)
+    rows = np.random.RandomState(0).choice(90, 27, replace=False)
+    offsets = np.random.RandomState([0, 2]).randint(1, 10, 27)
+    expect = clean.train[1].copy()
+    expect[rows] = (expect[rows] + offsets) % 10
+    np.testing.assert_array_equal(noisy.train[1], expect)
+    assert np.all(noisy.train[1][flipped] != clean.train[1][flipped])
+    keep = np.setdiff1d(np.arange(90), flipped)
+    np.testing.assert_array_equal(noisy.train[1][keep], clean.train[1][keep])
+    np.testing.assert_array_equal(noisy.val[1], clean.val[1])
+
+
+def test_official_mnist_split_of_the_real_files(real_data_dir):
+    s = ds.load("mnist10", n_val=10000, split="official", data_dir=real_data_dir)
+    assert [len(part[1]) for part in (s.train, s.val, s.test)] == [50000, 10000, 10000]
+    # the official test set's published class counts
+    np.testing.assert_array_equal(
+        np.bincount(s.test[1]), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    )
+    counts = np.bincount(np.concatenate([s.train[1], s.val[1]]))
+    np.testing.assert_array_equal(
+        counts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    )

@@ -39,11 +39,16 @@ def set_to_one(x: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     return out
 
 
-def flip_labels(y: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flips `y <- 1 - y` on `int(rate * len(y))` rows.
+def flip_labels(
+    y: np.ndarray, rate: float, seed: int, num_classes: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flips the labels of `int(rate * len(y))` rows.
 
     The rows are `RandomState(seed).choice(n, k, replace=False)`, the reference's
-    `apply_label_noise` draw exactly.
+    `apply_label_noise` draw exactly. Binary labels become `1 - y`; with more
+    classes, a flipped label becomes another class drawn uniformly:
+    `(y + RandomState([seed, 2]).randint(1, num_classes, k)) % num_classes`,
+    the offsets in the order of the drawn rows.
 
     Returns:
       The new labels and the sorted int64 indices of the flipped rows.
@@ -53,5 +58,9 @@ def flip_labels(y: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.n
         return y, np.zeros(0, np.int64)
     flipped = np.random.RandomState(seed).choice(y.shape[0], count, replace=False)
     out = y.copy()
-    out[flipped] = 1 - out[flipped]
+    if num_classes == 2:
+        out[flipped] = 1 - out[flipped]
+    else:
+        offsets = np.random.RandomState([seed, 2]).randint(1, num_classes, count)
+        out[flipped] = (out[flipped] + offsets) % num_classes
     return out, np.sort(flipped).astype(np.int64)

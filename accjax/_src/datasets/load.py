@@ -19,7 +19,7 @@ from accjax._src.datasets import (
     mnist,
     newsgroups,
     paths,
-    split,
+    split as _split,
 )
 from accjax._src.datasets.pool import Pool, raw_features
 
@@ -111,15 +111,71 @@ def _check_options(name, pool, seed, feature_noise, label_noise) -> None:
         raise ValueError(
             f"`label_noise` must be a fraction in [0, 1]; got {label_noise!r}."
         )
-    if label_noise > 0 and pool.num_classes != 2:
-        raise ValueError(
-            f"`label_noise` flips y <- 1 - y and needs a binary data set; {name!r} "
-            f"has {pool.num_classes} classes. Use label_noise=0 or a binary set "
-            f"(adult, news20, mnist, breast_cancer, digits)."
+
+
+OFFICIAL = ("mnist", "mnist10", "cifar10")
+
+
+def _official_pools(name: str, data_dir) -> tuple[Pool, Pool]:
+    """The official training set and the official test set, as two pools."""
+    if name == "cifar10":
+        pool = load_pool(name, data_dir)
+        counts = pool.info["records_per_file"]
+        num_train = sum(v for k, v in counts.items() if k.startswith("data_batch"))
+        return tuple(
+            Pool(pool.x[rows], pool.y[rows], pool.x_divisor, pool.num_classes, pool.info)
+            for rows in (slice(0, num_train), slice(num_train, None))
         )
+    binary = name == "mnist"
+    key = (name, "official-test", _file_state(name, data_dir))
+    if key not in _POOLS:
+        _POOLS[key] = mnist.load_pool(data_dir, binary=binary, part="test")
+    return load_pool(name, data_dir), _POOLS[key]
 
 
-def _corrupt_train(name, x, y, seed, feature_noise, label_noise):
+def _check_count(what: str, value, available: int, *, allow_none: bool) -> int:
+    if value is None and allow_none:
+        return available
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not (
+        0 <= value <= available
+    ):
+        raise ValueError(
+            f"`{what}` must be an int in [0, {available}]"
+            f"{' or None (all)' if allow_none else ''}; got {value!r}."
+        )
+    return int(value)
+
+
+def _official_rows(name, train_pool, test_pool, n_train, n_val, n_test, seed):
+    """Rows of the official training set for train and val, and of the test set:
+    val = the first n_val of RandomState(seed).permutation(n_official_train),
+    train = the rest in file order (the first n_train of them), test = the first
+    n_test of the official test set in file order."""
+    available = train_pool.y.shape[0]
+    n_val = _check_count("n_val", n_val, available - 1, allow_none=False)
+    n_train = _check_count("n_train", n_train, available - n_val, allow_none=True)
+    n_test = _check_count("n_test", n_test, test_pool.y.shape[0], allow_none=True)
+    if n_train < 1:
+        raise ValueError(f"`n_train` must be >= 1 for {name!r}; got {n_train}.")
+    order = np.random.RandomState(seed).permutation(available)
+    val = order[:n_val]
+    train = np.sort(order[n_val:])[:n_train]
+    return train, val, np.arange(n_test), (n_train, n_val, n_test)
+
+
+def _as_images(x: np.ndarray, info: dict) -> np.ndarray:
+    """`(n, num_features)` rows as HWC images `(n, height, width, channels)`."""
+    shape = info.get("image_shape")
+    if shape is None:
+        raise ValueError(
+            f"`images=True` needs an image data set (mnist, mnist10, cifar10); "
+            f"{info['name']!r} has no image shape."
+        )
+    x = x.reshape((x.shape[0], *shape))
+    return x.transpose(0, 2, 3, 1) if info.get("image_layout") == "CHW" else x
+
+
+def _corrupt_train(name, x, y, seed, feature_noise, label_noise, num_classes):
     if feature_noise > 0:
         if _DATASETS[name].noise_kind == "set_to_one":
             x = corrupt.set_to_one(x, feature_noise, seed)
@@ -127,20 +183,22 @@ def _corrupt_train(name, x, y, seed, feature_noise, label_noise):
             x = corrupt.gaussian_noise(x, feature_noise, seed)
     flipped = np.zeros(0, np.int64)
     if label_noise > 0:
-        y, flipped = corrupt.flip_labels(y, label_noise, seed)
+        y, flipped = corrupt.flip_labels(y, label_noise, seed, num_classes)
     return x, y, flipped
 
 
 def load(
     name: str,
     *,
-    n_train: int,
-    n_val: int,
-    n_test: int,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
     feature_noise: float = 0.0,
     label_noise: float = 0.0,
+    split: str = "reference",
+    images: bool = False,
 ) -> Splits:
     """A data set's train/val/test splits, as the reference experiments draw them.
 
@@ -155,9 +213,11 @@ def load(
       name: one of `adult`, `news20` (ibm-pc vs mac), `mnist` (digit 1 -> 0,
         digit 7 -> 1), `mnist10`, `cifar10`, `breast_cancer`, `digits` (1 vs 7).
         The last two are bundled with scikit-learn and need no files.
-      n_train: number of training rows (>= 1).
+      n_train: number of training rows (>= 1); with `split="official"`, None
+        means every official training row not drawn for validation.
       n_val: number of validation rows (>= 0).
-      n_test: number of test rows (>= 0).
+      n_test: number of test rows (>= 0); with `split="official"`, None means
+        the whole official test set.
       seed: the split seed, also the seed of the corruptions.
       data_dir: the data directory; None means `$ACCJAX_DATA`, else the
         per-user cache (`resolve_data_dir`).
@@ -165,7 +225,18 @@ def load(
         training features (pixels in [0, 1]); for `news20`, the fraction of the
         vocabulary set to 1 in every training document.
       label_noise: fraction r of training labels flipped, `int(r * n_train)`
-        rows chosen with `np.random.RandomState(seed)`; binary data sets only.
+        rows chosen with `np.random.RandomState(seed)`; a binary label becomes
+        1 - y, a multi-class one another class drawn uniformly (seeded with
+        `RandomState([seed, 2])`).
+      split: "reference" (the reference scripts' draw from the pool, above) or
+        "official" (mnist, mnist10, cifar10): val = `n_val` rows of the official
+        training set, `RandomState(seed).permutation(...)[:n_val]`; train = the
+        other official training rows in file order (the first `n_train`); test
+        = the first `n_test` rows of the official test set. `pool_indices` then
+        index the official training set (train, val) and test set (test). The
+        CIFAR-10 split is only as complete as the files present (`subset`).
+      images: True for images `(n, height, width, channels)` (HWC; CIFAR-10's
+        CHW records are transposed) instead of flat rows; image sets only.
 
     Returns:
       `Splits` with float32 features. `info` holds `name`, `num_features`,
@@ -184,25 +255,48 @@ def load(
         levels, label noise on a multi-class set, or a corrupt file.
     """
     check_name(name)
-    pool = load_pool(name, data_dir)
-    pool_size = pool.y.shape[0]
-    split.check_sizes(name, pool_size, n_train, n_val, n_test)
-    _check_options(name, pool, seed, feature_noise, label_noise)
-    rows = split.split_indices(pool_size, n_train, n_val, n_test, int(seed))
+    if split not in ("reference", "official"):
+        raise ValueError(f"`split` must be 'reference' or 'official'; got {split!r}.")
+    if split == "official" and name not in OFFICIAL:
+        raise ValueError(
+            f"`split='official'` is defined for {', '.join(OFFICIAL)}; got {name!r} "
+            "(use split='reference')."
+        )
+    if split == "official":
+        pool, test_pool = _official_pools(name, data_dir)
+        _check_options(name, pool, seed, feature_noise, label_noise)
+        rows = _official_rows(name, pool, test_pool, n_train, n_val, n_test, int(seed))
+        *rows, (n_train, n_val, n_test) = rows
+        pools = (pool, pool, test_pool)
+        pool_size = pool.y.shape[0] + test_pool.y.shape[0]
+    else:
+        missing = [k for k, v in dict(n_train=n_train, n_val=n_val, n_test=n_test).items()
+                   if v is None]  # fmt: skip
+        if missing:
+            raise TypeError(
+                f"load({name!r}) with split='reference' needs n_train, n_val and "
+                f"n_test; missing {', '.join(missing)}."
+            )
+        pool = load_pool(name, data_dir)
+        pool_size = pool.y.shape[0]
+        _split.check_sizes(name, pool_size, n_train, n_val, n_test)
+        _check_options(name, pool, seed, feature_noise, label_noise)
+        rows = _split.split_indices(pool_size, n_train, n_val, n_test, int(seed))
+        pools = (pool, pool, pool)
     x_train, y_train, flipped = _corrupt_train(
         name, raw_features(pool, rows[0]), pool.y[rows[0]], int(seed),
-        feature_noise, label_noise,
+        feature_noise, label_noise, pool.num_classes,
     )  # fmt: skip
-    mean, scale = split.standardize_stats(x_train)
+    mean, scale = _split.standardize_stats(x_train)
     y_dtype = np.float32 if pool.num_classes == 2 else np.int32
-    parts = [
-        (((x - mean) / scale).astype(np.float32), y.astype(y_dtype))
-        for x, y in (
-            (x_train, y_train),
-            (raw_features(pool, rows[1]), pool.y[rows[1]]),
-            (raw_features(pool, rows[2]), pool.y[rows[2]]),
-        )
+    raws = [(x_train, y_train)] + [
+        (raw_features(p, r), p.y[r]) for p, r in zip(pools[1:], rows[1:], strict=True)
     ]
+    parts = [
+        (((x - mean) / scale).astype(np.float32), y.astype(y_dtype)) for x, y in raws
+    ]
+    if images:
+        parts = [(_as_images(x, dict(pool.info, name=name)), y) for x, y in parts]
     corrupted = ("train features",) if feature_noise > 0 else ()
     corrupted += ("train labels",) if flipped.size else ()
     info = copy.deepcopy(pool.info)
@@ -217,6 +311,7 @@ def load(
         n_val=n_val,
         n_test=n_test,
         seed=int(seed),
+        split=split,
         feature_noise=float(feature_noise),
         feature_noise_kind=_DATASETS[name].noise_kind,
         label_noise=float(label_noise),

@@ -71,16 +71,18 @@ def read_part(part: str, data_dir) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     return images, labels, [image_rec, label_rec]
 
 
-def load_pool(data_dir, *, binary: bool) -> Pool:
-    """The pool: the official 60,000-image training file.
+def load_pool(data_dir, *, binary: bool, part: str = "train") -> Pool:
+    """The pool: the official 60,000-image training file (`part="test"`: the
+    official 10,000-image test file).
 
     With `binary=True`, only digits 1 (label 0) and 7 (label 1), ones first then
     sevens, each in file order, as the reference `MnistModule` stacks them.
     """
-    images, labels, records = read_part("train", data_dir)
+    images, labels, records = read_part(part, data_dir)
     x = images.reshape(images.shape[0], -1)
+    size = "60,000" if part == "train" else "10,000"
     info = {
-        "source": "MNIST, official IDX training file (60,000 images)",
+        "source": f"MNIST, official IDX {part}ing file ({size} images)",
         "files": records,
         "image_shape": (28, 28, 1),
         "image_layout": "HWC",
