@@ -36,6 +36,7 @@ TESTED = {
     "speed.py": "test_speed",
     "table.py": "test_paper_then_table",
     "cnn.py": "test_cnn",
+    "full_size.py": "test_full_size",
     "gpu.sh": "test_gpu_sh",
     "harness.py": "every test (the scripts' shared module)",
 }
@@ -237,6 +238,15 @@ def test_mnist_all(run, tmp_path, real_data_dir):
     run("bench/mnist_all.py", "--quick", "--data-dir", real_data_dir, "--out", str(out))
     report = load(out, *MNIST_KEYS)
     assert set(report["seconds"]) == {"acc_sgd_ie", "sgd_ie", "exact_subset"}
+
+
+@pytest.mark.slow
+def test_full_size(run, tmp_path, real_data_dir):
+    out = tmp_path / "full_size.json"
+    run("bench/full_size.py", "--quick", "--data-dir", real_data_dir, "--out", str(out))
+    report = load(out, "date", "machine", "args", "train", "sgd_ie")
+    assert set(report["sgd_ie"]) == {"all", "states", "2"}
+    assert report["train"]["n_train"] == 256 and report["train"]["seconds"] > 0
 
 
 @pytest.mark.slow

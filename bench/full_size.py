@@ -1,0 +1,112 @@
+"""All of MNIST through Hara's CNN: training and SGD-IE at full size, time and memory.
+
+    python bench/full_size.py --data-dir ../shared/data            # 50,000 images, 1 epoch
+    python bench/full_size.py --data-dir ../shared/data --storage all,states,28
+    python bench/full_size.py --data-dir ../shared/data --quick    # a smoke test
+
+The official MNIST training set less `--n-val` validation images (split="official",
+10 classes), `accjax.models.cnn` (13,750 parameters), Hara's recipe (SGD lr 0.05,
+batch 64), float32. Each part runs in a fresh process: training, then `sgd_ie` for
+every training example once per `--storage` mode (a mode that fails, e.g. out of
+memory, is recorded with its error and the next one runs). Every call runs twice and the
+second is timed (compilation excluded); its peak is what the execution adds to the
+resident set (`exec_peak_bytes`), beside the process's peak (`maxrss_bytes`).
+Writes JSON to --out after every part (bench-out/full_size.json).
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+
+import harness
+
+
+def parse_args(argv=None):
+    parser = harness.parser(__doc__, out="bench-out/full_size.json")
+    parser.add_argument("--n-train", type=int, default=None, help="default: all")
+    parser.add_argument("--n-val", type=int, default=10000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--storage", default="all,states", help="comma-separated")
+    parser.add_argument(
+        "--data-dir", default=None, help="the folder with mnist/ (else $ACCJAX_DATA)"
+    )
+    return harness.parse_args(
+        parser, argv, quick=dict(n_train=256, n_val=64, storage="all,states,2")
+    )
+
+
+def _setup(args):
+    import accjax
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    s = accjax.datasets.load("mnist10", n_train=args.n_train, n_val=args.n_val,
+                             n_test=0, split="official", images=True,
+                             data_dir=args.data_dir)  # fmt: skip
+    params, apply = accjax.models.cnn(jax.random.key(0))
+    loss = accjax.models.multiclass_loss(apply)
+    data = (jnp.asarray(s.train[0]), jnp.asarray(s.train[1]))
+    problem = accjax.Problem(loss, params, data)
+    query = accjax.mean_loss(loss, (jnp.asarray(s.val[0]), jnp.asarray(s.val[1])))
+    return problem, optax.sgd(0.05), query
+
+
+def _timed(call):
+    call()  # compiles
+    start = time.perf_counter()
+    out, mem = harness.exec_peak(call)
+    return out, time.perf_counter() - start, mem
+
+
+def train_part(args):
+    import accjax
+    import jax
+
+    problem, optimizer, _ = _setup(args)
+    train = lambda: jax.block_until_ready(
+        accjax.train(problem, optimizer, batch_size=64, epochs=args.epochs)
+    )
+    run, seconds, mem = _timed(train)
+    return {"seconds": seconds, "num_steps": run.num_steps,
+            "n_train": problem.num_examples, **mem,
+            "maxrss_bytes": harness.maxrss_bytes()}  # fmt: skip
+
+
+def sgd_ie_part(args, storage):
+    import accjax
+    import jax
+
+    problem, optimizer, query = _setup(args)
+    run = accjax.train(problem, optimizer, batch_size=64, epochs=args.epochs)
+    storage = int(storage) if storage.isdigit() else storage
+    call = lambda: jax.block_until_ready(accjax.sgd_ie(run, query, storage=storage).values)
+    _, seconds, mem = _timed(call)
+    return {"seconds": seconds, **mem, "maxrss_bytes": harness.maxrss_bytes()}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    report = {"date": datetime.date.today().isoformat(), "machine": harness.machine_info(),
+              "args": vars(args), "sgd_ie": {}}  # fmt: skip
+    print("training ...", file=sys.stderr, flush=True)
+    report["train"] = harness.in_child(train_part, args)
+    harness.write_json(args.out, report)
+    print(f"  {report['train']}", file=sys.stderr, flush=True)
+    for storage in args.storage.split(","):
+        print(f"sgd_ie storage={storage} ...", file=sys.stderr, flush=True)
+        try:
+            part = harness.in_child(sgd_ie_part, args, storage)
+            part["x_train"] = part["seconds"] / report["train"]["seconds"]
+        except Exception as err:  # noqa: BLE001 - recorded (e.g. out of memory)
+            part = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        report["sgd_ie"][storage] = part
+        harness.write_json(args.out, report)
+        print(f"  {part}", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
