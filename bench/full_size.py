@@ -1,6 +1,6 @@
-"""All of MNIST through Hara's CNN: training and SGD-IE at full size, time and memory.
+"""All of MNIST through Hara's CNN: training and SGD-IE at full size, time, memory.
 
-    python bench/full_size.py --data-dir ../shared/data            # 50,000 images, 1 epoch
+    python bench/full_size.py --data-dir ../shared/data    # 50,000 images, 1 epoch
     python bench/full_size.py --data-dir ../shared/data --storage all,states,28
     python bench/full_size.py --data-dir ../shared/data --quick    # a smoke test
 
@@ -38,14 +38,21 @@ def parse_args(argv=None):
 
 
 def _setup(args):
-    import accjax
     import jax
     import jax.numpy as jnp
     import optax
 
-    s = accjax.datasets.load("mnist10", n_train=args.n_train, n_val=args.n_val,
-                             n_test=0, split="official", images=True,
-                             data_dir=args.data_dir)  # fmt: skip
+    import accjax
+
+    s = accjax.datasets.load(
+        "mnist10",
+        n_train=args.n_train,
+        n_val=args.n_val,
+        n_test=0,
+        split="official",
+        images=True,
+        data_dir=args.data_dir,
+    )
     params, apply = accjax.models.cnn(jax.random.key(0))
     loss = accjax.models.multiclass_loss(apply)
     data = (jnp.asarray(s.train[0]), jnp.asarray(s.train[1]))
@@ -62,35 +69,47 @@ def _timed(call):
 
 
 def train_part(args):
-    import accjax
     import jax
+
+    import accjax
 
     problem, optimizer, _ = _setup(args)
     train = lambda: jax.block_until_ready(
         accjax.train(problem, optimizer, batch_size=64, epochs=args.epochs)
     )
     run, seconds, mem = _timed(train)
-    return {"seconds": seconds, "num_steps": run.num_steps,
-            "n_train": problem.num_examples, **mem,
-            "maxrss_bytes": harness.maxrss_bytes()}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "num_steps": run.num_steps,
+        "n_train": problem.num_examples,
+        **mem,
+        "maxrss_bytes": harness.maxrss_bytes(),
+    }
 
 
 def sgd_ie_part(args, storage):
-    import accjax
     import jax
+
+    import accjax
 
     problem, optimizer, query = _setup(args)
     run = accjax.train(problem, optimizer, batch_size=64, epochs=args.epochs)
     storage = int(storage) if storage.isdigit() else storage
-    call = lambda: jax.block_until_ready(accjax.sgd_ie(run, query, storage=storage).values)
+    call = lambda: jax.block_until_ready(
+        accjax.sgd_ie(run, query, storage=storage).values
+    )
     _, seconds, mem = _timed(call)
     return {"seconds": seconds, **mem, "maxrss_bytes": harness.maxrss_bytes()}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    report = {"date": datetime.date.today().isoformat(), "machine": harness.machine_info(),
-              "args": vars(args), "sgd_ie": {}}  # fmt: skip
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": harness.machine_info(),
+        "args": vars(args),
+        "sgd_ie": {},
+    }
     print("training ...", file=sys.stderr, flush=True)
     report["train"] = harness.in_child(train_part, args)
     harness.write_json(args.out, report)

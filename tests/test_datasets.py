@@ -903,7 +903,9 @@ def test_official_cifar_split_and_hwc_images(fake, fake_dir):
     # HWC pixel (r, col, c) is the record's byte 1024 c + 32 r + col
     for r, col, c in [(0, 0, 0), (5, 7, 0), (31, 31, 2), (17, 2, 1)]:
         np.testing.assert_allclose(
-            raw[3, r, col, c], test_images[3, 1024 * c + 32 * r + col] / 255.0, atol=1e-5
+            raw[3, r, col, c],
+            test_images[3, 1024 * c + 32 * r + col] / 255.0,
+            atol=1e-5,
         )
     val_rows = np.random.RandomState(0).permutation(50)[:5]
     np.testing.assert_allclose(

@@ -62,7 +62,8 @@ def plain_nnx_train(weights):
         g = jax.tree.map(lambda p: L2 * p, params)
         for i in batch:
             gi = example_grad(params, i, t)
-            g = jax.tree.map(lambda a, b: a + weights[i] * b / len(batch), g, gi)
+            w = weights[i] / len(batch)
+            g = jax.tree.map(lambda a, b, w=w: a + w * b, g, gi)
         params = jax.tree.map(lambda p, g: p - LR * g, params, g)
     return params
 
@@ -78,8 +79,9 @@ def _query(model):
 def test_dropout_model_trains_like_a_plain_nnx_loop():
     model = accjax.models.from_nnx(_model())
     assert model.stochastic
-    run = accjax.train(model.problem(_data(), l2=L2, key=KEY), optax.sgd(LR),
-                       schedule=SCHEDULE)  # fmt: skip
+    run = accjax.train(
+        model.problem(_data(), l2=L2, key=KEY), optax.sgd(LR), schedule=SCHEDULE
+    )
     want = plain_nnx_train(jnp.ones(N))
     for a, b in zip(jax.tree.leaves(run.params), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
@@ -87,8 +89,9 @@ def test_dropout_model_trains_like_a_plain_nnx_loop():
 
 def test_loo_on_the_dropout_model_matches_plain_nnx_retraining():
     model = accjax.models.from_nnx(_model())
-    run = accjax.train(model.problem(_data(), l2=L2, key=KEY), optax.sgd(LR),
-                       schedule=SCHEDULE)  # fmt: skip
+    run = accjax.train(
+        model.problem(_data(), l2=L2, key=KEY), optax.sgd(LR), schedule=SCHEDULE
+    )
     query = _query(model)
     targets = jnp.array([2, 9])
     base = query(plain_nnx_train(jnp.ones(N)))
@@ -115,7 +118,9 @@ def test_apply_is_the_evaluation_mode_forward():
 
 
 def test_batchnorm_in_training_mode_is_refused_with_the_alternatives():
-    with pytest.raises(ValueError, match="BatchNorm in training mode at norm.*LayerNorm"):
+    with pytest.raises(
+        ValueError, match="BatchNorm in training mode at norm.*LayerNorm"
+    ):
         accjax.models.from_nnx(Net(nnx.Rngs(0), nnx.BatchNorm(6, rngs=nnx.Rngs(0))))
     frozen = nnx.BatchNorm(6, use_running_average=True, rngs=nnx.Rngs(0))
     accjax.models.from_nnx(Net(nnx.Rngs(0), frozen))
@@ -127,14 +132,17 @@ def test_keys_are_required_exactly_when_the_model_is_stochastic():
     with pytest.raises(ValueError, match="pass `key`"):
         model.problem(_data())
     with pytest.raises(TypeError, match="needs a key"):
-        accjax.train(accjax.Problem(model.loss, model.params, _data()), optax.sgd(LR),
-                     schedule=SCHEDULE)  # fmt: skip
+        accjax.train(
+            accjax.Problem(model.loss, model.params, _data()),
+            optax.sgd(LR),
+            schedule=SCHEDULE,
+        )
     mlp = nnx.Sequential(nnx.Linear(D, C, rngs=nnx.Rngs(0), param_dtype=jnp.float64))
     det = accjax.models.from_nnx(mlp)
     assert not det.stochastic
     with pytest.raises(ValueError, match="deterministic"):
         det.problem(_data(), key=KEY)
-    run = accjax.train(det.problem(_data()), optax.sgd(LR), schedule=SCHEDULE)
+    accjax.train(det.problem(_data()), optax.sgd(LR), schedule=SCHEDULE)
     with pytest.raises(TypeError, match="nnx.Module"):
         accjax.models.from_nnx(lambda x: x)
 
@@ -147,23 +155,33 @@ def test_random_crop_flip_is_a_shift_of_the_padded_image_and_flips_half():
         out = np.asarray(accjax.models.random_crop_flip(x, jax.random.key(s), pad=2))
         found = [
             (dy, dx, f)
-            for dy in range(5) for dx in range(5) for f in (0, 1)
-            if np.array_equal(out, (lambda c: c[:, ::-1] if f else c)(
-                padded[dy:dy + 6, dx:dx + 5]))
-        ]  # fmt: skip
+            for dy in range(5)
+            for dx in range(5)
+            for f in (0, 1)
+            if np.array_equal(
+                out,
+                (lambda c: c[:, ::-1] if f else c)(padded[dy : dy + 6, dx : dx + 5]),
+            )
+        ]
         assert found, s
         flips += found[0][2]
     assert 8 <= flips <= 32
 
 
 def test_cifar_cnn_with_dropout_and_augmentation_runs_every_estimator():
-    net = accjax.models.CifarCNN(rngs=nnx.Rngs(0), input_shape=(8, 8, 3),
-                                 channels=(2, 3), hidden=4, dtype=jnp.float64)  # fmt: skip
+    net = accjax.models.CifarCNN(
+        rngs=nnx.Rngs(0),
+        input_shape=(8, 8, 3),
+        channels=(2, 3),
+        hidden=4,
+        dtype=jnp.float64,
+    )
     model = accjax.models.from_nnx(net, augment=accjax.models.random_crop_flip)
     rng = np.random.RandomState(0)
     data = (jnp.asarray(rng.rand(8, 8, 8, 3)), jnp.asarray(rng.randint(0, 10, 8)))
-    run = accjax.train(model.problem(data, key=KEY), optax.sgd(0.1), batch_size=4,
-                       epochs=2)  # fmt: skip
+    run = accjax.train(
+        model.problem(data, key=KEY), optax.sgd(0.1), batch_size=4, epochs=2
+    )
     query = accjax.mean_loss(
         lambda p, ex: accjax.models.softmax_cross_entropy(model.apply(p, ex[0]), ex[1]),
         data,
@@ -174,12 +192,17 @@ def test_cifar_cnn_with_dropout_and_augmentation_runs_every_estimator():
         accjax.sgd_ie(run, query, targets=jnp.arange(3)),
         accjax.tracin(run, query, learning_rate=0.1, targets=jnp.arange(3)),
     ]:
-        assert estimate.values.shape == (3,) and bool(jnp.all(jnp.isfinite(estimate.values)))
+        assert estimate.values.shape == (3,) and bool(
+            jnp.all(jnp.isfinite(estimate.values))
+        )
     # the CPU convolution of the shipped layer is conv2d_valid's: SAME padding
     # checked against lax.conv_general_dilated
     conv = net.convs[0]
     x = data[0][:2]
-    want = jax.lax.conv_general_dilated(
-        x, conv.w[...], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    ) + conv.b[...][None, None, None, :]
+    want = (
+        jax.lax.conv_general_dilated(
+            x, conv.w[...], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        + conv.b[...][None, None, None, :]
+    )
     np.testing.assert_allclose(conv(x), want, rtol=1e-12, atol=1e-14)

@@ -73,26 +73,29 @@ def _quad_query(params):
 # --- the independent loops -------------------------------------------------
 
 
+def _row(data, i):
+    return jax.tree.map(lambda a: a[i], data)
+
+
+def plain_objective(loss, p, batch, t, w, key=KEY):
+    """Step t's objective, each example's key derived here without accjax."""
+    data, total = _data(), 0.0
+    for i in batch:
+        k = jax.random.fold_in(jax.random.fold_in(key, t), int(i))
+        total = total + w[i] * loss(p, _row(data, i), k)
+    squares = sum(jnp.vdot(a, a) for a in jax.tree.leaves(p))
+    return total / len(batch) + 0.5 * L2 * squares
+
+
 def plain_train(loss, params, weights, optimizer=None, key=KEY):
-    """A Python loop: at step t, example i's loss gets its own key, derived here
-    without accjax; `weights` (n,) multiplies each example's loss (|S| counts
-    the batch's real slots whatever their weight)."""
+    """A Python loop: at step t, example i's loss gets its own key;
+    `weights` (n,) multiplies each example's loss (|S| counts the batch's real
+    slots whatever their weight)."""
     optimizer = optax.sgd(LR) if optimizer is None else optimizer
-    data = _data()
     state = optimizer.init(params)
-
-    def objective(p, batch, t, w):
-        total = 0.0
-        for i in batch:
-            k = jax.random.fold_in(jax.random.fold_in(key, t), int(i))
-            ex = jax.tree.map(lambda a: a[i], data)
-            total = total + w[i] * loss(p, ex, k)
-        squares = sum(jnp.vdot(a, a) for a in jax.tree.leaves(p))
-        return total / len(batch) + 0.5 * L2 * squares
-
     for t, row in enumerate(np.asarray(SCHEDULE)):
         batch = [int(i) for i in row if i >= 0]
-        g = jax.grad(objective)(params, batch, t, weights)
+        g = jax.grad(plain_objective, argnums=1)(loss, params, batch, t, weights, key)
         updates, state = optimizer.update(g, state, params)
         params = optax.apply_updates(params, updates)
     return params
@@ -109,7 +112,9 @@ def test_train_replays_the_keys_of_a_plain_loop():
         jax.random.key_data(jax.random.fold_in(jax.random.fold_in(KEY, 3), 5)),
     )
     # and the randomness matters: another key gives another model
-    other = accjax.train(_problem(key=jax.random.key(8)), optax.sgd(LR), schedule=SCHEDULE)
+    other = accjax.train(
+        _problem(key=jax.random.key(8)), optax.sgd(LR), schedule=SCHEDULE
+    )
     assert float(jnp.max(jnp.abs(other.params["w2"] - run.params["w2"]))) > 1e-3
 
 
@@ -181,26 +186,18 @@ def test_tracin_uses_each_steps_keys():
     got = accjax.tracin(run, _query, learning_rate=LR)
     # plain: sum over the steps holding k of lr/|S| <grad f, grad loss_k> at theta_t
     data, params, want = _data(), _mlp_params(), np.zeros(N)
-    weights = jnp.ones(N)
     for t, row in enumerate(np.asarray(SCHEDULE)):
         batch = [int(i) for i in row if i >= 0]
-        q = jax.grad(_query)(params)
+        q = jax.tree.leaves(jax.grad(_query)(params))
         for i in batch:
             k = jax.random.fold_in(jax.random.fold_in(KEY, t), i)
-            ex = jax.tree.map(lambda a: a[i], data)
-            g = jax.grad(mlp_loss)(params, ex, k)
-            dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(q), jax.tree.leaves(g)))
+            g = jax.tree.leaves(jax.grad(mlp_loss)(params, _row(data, i), k))
+            dot = sum(jnp.vdot(a, b) for a, b in zip(q, g, strict=True))
             want[i] += LR / len(batch) * float(dot)
-        # one step of the plain loop
-        def objective(p):
-            total = 0.0
-            for i in batch:
-                k = jax.random.fold_in(jax.random.fold_in(KEY, t), i)
-                total += weights[i] * mlp_loss(p, jax.tree.map(lambda a: a[i], data), k)
-            return total / len(batch) + 0.5 * L2 * sum(
-                jnp.vdot(a, a) for a in jax.tree.leaves(p)
-            )
-        params = jax.tree.map(lambda p, g: p - LR * g, params, jax.grad(objective)(params))
+        g = jax.grad(plain_objective, argnums=1)(
+            mlp_loss, params, batch, t, jnp.ones(N)
+        )
+        params = jax.tree.map(lambda p, g: p - LR * g, params, g)
     np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-13)
 
 
@@ -215,9 +212,13 @@ def test_estimators_ignore_a_key_the_loss_does_not_use():
     for name, fn in [
         ("dvemb", lambda r: accjax.dvemb(r, _quad_query, learning_rate=LR)),
         ("influence_function", lambda r: accjax.influence_function(r, _quad_query)),
-        ("tracin_cp", lambda r: accjax.tracin(
-            r, _quad_query, learning_rate=LR, checkpoints="epochs")),
-    ]:  # fmt: skip
+        (
+            "tracin_cp",
+            lambda r: accjax.tracin(
+                r, _quad_query, learning_rate=LR, checkpoints="epochs"
+            ),
+        ),
+    ]:
         a, b = (fn(r).values for r in runs)
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=name)
 
@@ -250,11 +251,14 @@ def test_a_bad_key_or_a_missing_key_is_named():
         )
     with pytest.raises(TypeError, match=r"needs accjax.Problem\(\.\.\., key="):
         accjax.train(
-            accjax.Problem(mlp_loss, _mlp_params(), _data()), optax.sgd(LR),
+            accjax.Problem(mlp_loss, _mlp_params(), _data()),
+            optax.sgd(LR),
             schedule=SCHEDULE,
-        )  # fmt: skip
+        )
     # a raw uint32 PRNGKey works the same as a typed key
-    raw = accjax.train(_problem(key=jax.random.PRNGKey(7)), optax.sgd(LR), schedule=SCHEDULE)
+    raw = accjax.train(
+        _problem(key=jax.random.PRNGKey(7)), optax.sgd(LR), schedule=SCHEDULE
+    )
     typed = accjax.train(
         _problem(key=jax.random.wrap_key_data(jax.random.PRNGKey(7))),
         optax.sgd(LR),

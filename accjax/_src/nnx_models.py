@@ -148,13 +148,17 @@ def from_nnx(
       builds the Problem. Examples are `(x, y)` rows.
     """
     if not isinstance(model, nnx.Module):
-        raise TypeError(f"`model` must be a flax nnx.Module; got {type(model).__name__}.")
+        raise TypeError(
+            f"`model` must be a flax nnx.Module; got {type(model).__name__}."
+        )
     if not callable(loss):
         raise TypeError(f"`loss` must be callable loss(outputs, y); got {loss!r}.")
     if augment is not None and not callable(augment):
         raise TypeError(f"`augment` must be callable augment(x, key); got {augment!r}.")
     _refuse_batch_coupling(model)
-    train_graph, params, rng_state, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
+    train_graph, params, rng_state, rest = nnx.split(
+        model, nnx.Param, nnx.RngState, ...
+    )
     modules = [m for _, m in nnx.iter_modules(model)]
     flags = {
         flag: True
@@ -186,8 +190,12 @@ class _Conv(nnx.Module):
     def __init__(self, cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs, dtype):
         bound = 1.0 / jnp.sqrt(cin * kernel * kernel)
         shape = (kernel, kernel, cin, cout)
-        self.w = nnx.Param(jax.random.uniform(rngs.params(), shape, dtype, -bound, bound))
-        self.b = nnx.Param(jax.random.uniform(rngs.params(), (cout,), dtype, -bound, bound))
+        self.w = nnx.Param(
+            jax.random.uniform(rngs.params(), shape, dtype, -bound, bound)
+        )
+        self.b = nnx.Param(
+            jax.random.uniform(rngs.params(), (cout,), dtype, -bound, bound)
+        )
         self.pad = kernel // 2
 
     def __call__(self, x):  # (N, H, W, C)
@@ -215,12 +223,16 @@ class CifarCNN(nnx.Module):
         height, width, cin = input_shape
         convs = []
         for cout in channels:
-            convs += [_Conv(cin, cout, 3, rngs=rngs, dtype=dtype),
-                      _Conv(cout, cout, 3, rngs=rngs, dtype=dtype)]  # fmt: skip
+            convs += [
+                _Conv(cin, cout, 3, rngs=rngs, dtype=dtype),
+                _Conv(cout, cout, 3, rngs=rngs, dtype=dtype),
+            ]
             cin, height, width = cout, height // 2, width // 2
         self.convs = nnx.List(convs) if hasattr(nnx, "List") else convs
         self.drop = nnx.Dropout(dropout, rngs=rngs)
-        self.hidden = nnx.Linear(height * width * cin, hidden, rngs=rngs, param_dtype=dtype)
+        self.hidden = nnx.Linear(
+            height * width * cin, hidden, rngs=rngs, param_dtype=dtype
+        )
         self.out = nnx.Linear(hidden, num_classes, rngs=rngs, param_dtype=dtype)
 
     def __call__(self, x):

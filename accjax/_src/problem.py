@@ -259,8 +259,10 @@ def check_problem(problem: Problem) -> None:
     row = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), problem.data
     )
-    signature = "loss(params, example)" if problem.key is None else (
-        "loss(params, example, key)"
+    signature = (
+        "loss(params, example)"
+        if problem.key is None
+        else ("loss(params, example, key)")
     )
     try:
         out = jax.eval_shape(

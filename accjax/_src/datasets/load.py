@@ -19,6 +19,8 @@ from accjax._src.datasets import (
     mnist,
     newsgroups,
     paths,
+)
+from accjax._src.datasets import (
     split as _split,
 )
 from accjax._src.datasets.pool import Pool, raw_features
@@ -123,7 +125,9 @@ def _official_pools(name: str, data_dir) -> tuple[Pool, Pool]:
         counts = pool.info["records_per_file"]
         num_train = sum(v for k, v in counts.items() if k.startswith("data_batch"))
         return tuple(
-            Pool(pool.x[rows], pool.y[rows], pool.x_divisor, pool.num_classes, pool.info)
+            Pool(
+                pool.x[rows], pool.y[rows], pool.x_divisor, pool.num_classes, pool.info
+            )
             for rows in (slice(0, num_train), slice(num_train, None))
         )
     binary = name == "mnist"
@@ -136,8 +140,10 @@ def _official_pools(name: str, data_dir) -> tuple[Pool, Pool]:
 def _check_count(what: str, value, available: int, *, allow_none: bool) -> int:
     if value is None and allow_none:
         return available
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not (
-        0 <= value <= available
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or not (0 <= value <= available)
     ):
         raise ValueError(
             f"`{what}` must be an int in [0, {available}]"
@@ -270,8 +276,8 @@ def load(
         pools = (pool, pool, test_pool)
         pool_size = pool.y.shape[0] + test_pool.y.shape[0]
     else:
-        missing = [k for k, v in dict(n_train=n_train, n_val=n_val, n_test=n_test).items()
-                   if v is None]  # fmt: skip
+        sizes = dict(n_train=n_train, n_val=n_val, n_test=n_test)
+        missing = [k for k, v in sizes.items() if v is None]
         if missing:
             raise TypeError(
                 f"load({name!r}) with split='reference' needs n_train, n_val and "

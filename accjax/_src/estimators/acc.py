@@ -182,7 +182,9 @@ def _acc_step(problem, optimizer, view, z, d, inv, t, indices, in_window, source
     ones = jnp.ones(indices.shape, param_dtype(z.params))
     dp = d[: view.num_selected]
     grads, hvp = jax.linearize(
-        lambda s: batch_grad(problem, view.with_selected(z.params, s), indices, ones, t),
+        lambda s: batch_grad(
+            problem, view.with_selected(z.params, s), indices, ones, t
+        ),
         view.select(z.params),
     )
     slots = jnp.where(indices >= 0, inv[jnp.maximum(indices, 0)], -1)
