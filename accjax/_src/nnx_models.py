@@ -55,6 +55,11 @@ class _NnxFunctions:
     loss: Callable
     augment: Callable | None
 
+    @property
+    def stochastic(self) -> bool:
+        """Random layers (an `nnx.Rngs` stream) or an augmentation."""
+        return bool(jax.tree.leaves(self.rng_state)) or self.augment is not None
+
     def forward(self, graph, params, x, key):
         rngs = self.rng_state if key is None else _reseeded(self.rng_state, key)
         model = nnx.merge(graph, params, rngs, self.rest)
@@ -64,10 +69,9 @@ class _NnxFunctions:
 @dataclasses.dataclass(frozen=True)
 class _TrainLoss:
     fns: _NnxFunctions
-    stochastic: bool
 
     def __call__(self, params, example, key=None):
-        if self.stochastic and key is None:
+        if self.fns.stochastic and key is None:
             raise TypeError("the model is stochastic: the loss needs a key")
         x, y = example
         if self.fns.augment is not None:
@@ -168,8 +172,7 @@ def from_nnx(
     eval_model = nnx.view(model, **flags) if flags else model
     eval_graph = nnx.split(eval_model, nnx.Param, nnx.RngState, ...)[0]
     fns = _NnxFunctions(train_graph, eval_graph, rng_state, rest, loss, augment)
-    stochastic = bool(jax.tree.leaves(rng_state)) or augment is not None
-    return NnxModel(params, _TrainLoss(fns, stochastic), _EvalApply(fns), stochastic)
+    return NnxModel(params, _TrainLoss(fns), _EvalApply(fns), fns.stochastic)
 
 
 def random_crop_flip(x, key, pad: int = 4):
