@@ -82,9 +82,15 @@ def _file_state(name: str, data_dir) -> tuple:
 def load_pool(name: str, data_dir=None) -> Pool:
     """All rows of data set `name`, parsed once per process and file state."""
     check_name(name)
-    key = (name, _file_state(name, data_dir))
+    return _cached(
+        (name, _file_state(name, data_dir)), _DATASETS[name].pool_fn, data_dir
+    )
+
+
+def _cached(key: tuple, build, data_dir) -> Pool:
+    """`build(data_dir)`, parsed once per key and made read-only."""
     if key not in _POOLS:
-        pool = _DATASETS[name].pool_fn(data_dir)
+        pool = build(data_dir)
         pool.x.flags.writeable = False  # shared by every later `load`
         pool.y.flags.writeable = False
         _POOLS[key] = pool
@@ -130,11 +136,9 @@ def _official_pools(name: str, data_dir) -> tuple[Pool, Pool]:
             )
             for rows in (slice(0, num_train), slice(num_train, None))
         )
-    binary = name == "mnist"
     key = (name, "official-test", _file_state(name, data_dir))
-    if key not in _POOLS:
-        _POOLS[key] = mnist.load_pool(data_dir, binary=binary, part="test")
-    return load_pool(name, data_dir), _POOLS[key]
+    test_fn = partial(mnist.load_pool, binary=name == "mnist", part="test")
+    return load_pool(name, data_dir), _cached(key, test_fn, data_dir)
 
 
 def _check_count(what: str, value, available: int, *, allow_none: bool) -> int:
