@@ -37,6 +37,7 @@ TESTED = {
     "table.py": "test_paper_then_table",
     "cnn.py": "test_cnn",
     "full_size.py": "test_full_size",
+    "full_pipeline.py": "test_full_pipeline",
     "gpu.sh": "test_gpu_sh",
     "harness.py": "every test (the scripts' shared module)",
 }
@@ -247,6 +248,28 @@ def test_full_size(run, tmp_path, real_data_dir):
     report = load(out, "date", "machine", "args", "train", "sgd_ie")
     assert set(report["sgd_ie"]) == {"all", "states", "2"}
     assert report["train"]["n_train"] == 256 and report["train"]["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_full_pipeline(run, tmp_path, real_data_dir):
+    """Every part on MNIST with flipped labels; a rerun keeps what was written;
+    CIFAR-10's keyed nnx model through training and SGD-IE."""
+    args = ("bench/full_pipeline.py", "--quick", "--data-dir", real_data_dir)
+    run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
+    folder = tmp_path / "mnist-noise0.1"
+    report = load(folder / "results.json", "date", "machine", "args", "parts")
+    assert set(report["parts"]) == {
+        "train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "detection", "cleanse",
+        "lds",
+    }  # fmt: skip
+    assert len(report["parts"]["acc_top"]["targets"]) == 4
+    sgd = (folder / "sgd_ie.npy").stat().st_mtime_ns
+    run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
+    assert (folder / "sgd_ie.npy").stat().st_mtime_ns == sgd
+    run(*args, "--workload", "cifar10", "--parts", "train,sgd_ie",
+        "--out", str(tmp_path))  # fmt: skip
+    report = load(tmp_path / "cifar10" / "results.json", "parts")
+    assert set(report["parts"]) == {"train", "sgd_ie"}
 
 
 @pytest.mark.slow

@@ -602,12 +602,63 @@ def test_memory_budget_gives_the_same_results(mlp_setup):
             estimator(run, query, memory_budget=10**9, chunk_size=2)
 
 
-@pytest.mark.parametrize("storage", ["states", 1, 4, 5])
+@pytest.mark.parametrize(
+    "storage", ["states", 1, 4, 5, ("nested", 2), ("nested", 3), ("nested", 4)]
+)
 def test_sgd_ie_storage_choices_give_the_same_values(mlp_setup, storage):
-    _, run, query, _ = mlp_setup  # 9 steps: 4 and 5 leave a tail segment
-    want = accjax.sgd_ie(run, query).values
-    got = accjax.sgd_ie(run, query, storage=storage, progress=lambda d, t: None)
-    np.testing.assert_allclose(got.values, want, rtol=1e-12, atol=1e-16)
+    """9 steps: 4 and 5 leave a tail segment; 2 nested levels are blocks of 3,
+    3 levels 5 + 4 steps with their own blocks, 4 levels have tails at each."""
+    from accjax._src.estimators import sgd_ie
+
+    _, run, query, _ = mlp_setup
+    want = accjax.sgd_ie(run, query, storage="all").values
+    if isinstance(storage, tuple):  # what "nested" picks for a budget, directly
+        got = sgd_ie._sgd_ie_all(
+            run.problem, run.optimizer, run.schedule, query=query,
+            with_progress=False, storage=storage,
+        )[0]  # fmt: skip
+    else:
+        got = accjax.sgd_ie(run, query, storage=storage, progress=lambda d, t: 0)
+        got = got.values
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-16)
+
+
+def test_sgd_ie_memory_budget_chooses_the_storage(mlp_setup):
+    """ "auto" takes "all" when it fits, then "states", then the fewest nested
+    levels; the values do not change, and the estimate of "all" and "states"
+    is at least XLA's own plan for them."""
+    from accjax._src.estimators import sgd_ie
+
+    _, run, query, _ = mlp_setup
+    T = run.num_steps
+    state, residuals = sgd_ie.step_bytes(run.problem, run.optimizer, run.schedule)
+    assert state >= sum(a.nbytes for a in jax.tree.leaves(run.problem.params))
+    assert residuals > state
+    choose = lambda storage, budget: sgd_ie.choose_storage(
+        storage, T, state, residuals, budget
+    )
+    assert choose("auto", T * residuals) == "all"
+    assert choose("auto", T * residuals - 1) == "states"
+    assert choose("auto", T * state + residuals - 1) == ("nested", 2)
+    assert choose("nested", 10**12) == ("nested", 2)
+    assert sgd_ie.nested_states(T, 2) == 3 + 3  # blocks of 3: 3 kept + 3 inside
+    with pytest.raises(ValueError, match="below what the reverse pass keeps"):
+        choose("auto", residuals)
+    want = accjax.sgd_ie(run, query, storage="all").values
+    for budget in (T * residuals, T * state + residuals, 7 * state + residuals):
+        got = accjax.sgd_ie(run, query, memory_budget=budget).values
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-16)
+    with pytest.raises(ValueError, match="memory_budget"):
+        accjax.sgd_ie(run, query, storage="all", memory_budget=10**9)
+    with pytest.raises(ValueError, match="memory_budget"):
+        accjax.sgd_ie(run, query, memory_budget=0)
+    args = (run.problem, run.optimizer, run.schedule)
+    for storage in ("all", "states"):
+        compiled = sgd_ie._sgd_ie_all.lower(
+            *args, query=query, with_progress=False, storage=storage
+        ).compile()
+        plan = compiled.memory_analysis().temp_size_in_bytes
+        assert sgd_ie.reverse_storage_bytes(storage, T, state, residuals) >= 0.5 * plan
 
 
 def test_sgd_ie_storage_is_checked_and_saves_memory(mlp_setup):
@@ -619,6 +670,8 @@ def test_sgd_ie_storage_is_checked_and_saves_memory(mlp_setup):
         accjax.sgd_ie(run, query, storage=0)
     with pytest.raises(ValueError, match="`storage`"):
         accjax.sgd_ie(run, query, storage="some")
+    with pytest.raises(ValueError, match="`storage`"):
+        accjax.sgd_ie(run, query, storage=True)
     temp = {}
     for storage in ("all", "states"):
         compiled = _sgd_ie_all.lower(
@@ -628,3 +681,30 @@ def test_sgd_ie_storage_is_checked_and_saves_memory(mlp_setup):
         ).compile()  # fmt: skip
         temp[storage] = common.footprint(compiled)
     assert temp["states"] <= temp["all"]
+
+
+def test_mean_loss_in_chunks_equals_the_plain_mean():
+    """A set larger than `batch_size` (with a remainder) gives the plain mean's
+    value, gradient and Hessian-vector product."""
+    problem, _, _ = tanh_mlp_problem()
+    val = problem.data
+    params = jax.tree.map(lambda a: a + 0.3, problem.params)
+    plain = lambda p: jnp.mean(jax.vmap(problem.loss, in_axes=(None, 0))(p, val))
+    chunked = accjax.mean_loss(problem.loss, val, batch_size=5)
+    assert problem.num_examples % 5 != 0
+    np.testing.assert_allclose(chunked(params), plain(params), rtol=1e-13)
+    for got, want in zip(
+        jax.tree.leaves(jax.grad(chunked)(params)),
+        jax.tree.leaves(jax.grad(plain)(params)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    hvp = lambda f: jax.jvp(jax.grad(f), (params,), (params,))[1]
+    for got, want in zip(
+        jax.tree.leaves(hvp(chunked)), jax.tree.leaves(hvp(plain)), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="batch_size"):
+        accjax.mean_loss(problem.loss, val, batch_size=0)
+    with pytest.raises(TypeError, match="batch_size"):
+        accjax.mean_loss(problem.loss, val, batch_size=2.5)

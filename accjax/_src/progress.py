@@ -29,11 +29,13 @@ def tick(done, total) -> None:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr: `name [#####-----]  50% 3/6 1.2s`.
+    """A one-line progress bar on stderr:
+    `name [#####-----]  50% 3/6 steps    1.2s, 1.2s left`.
 
     On a terminal it redraws in place (at most every 0.1 s) and shows
     "compiling" until the first step reports; elsewhere (a log file, CI) it
-    writes one line when the work is done.
+    writes one line when the work is done. The time left extrapolates the rate
+    since the first report (compilation excluded).
     """
 
     def __init__(self, name: str, *, stream=None, width: int = 30):
@@ -43,6 +45,7 @@ class ProgressBar:
         self.start = time.perf_counter()
         self.last_draw = 0.0
         self.done = 0
+        self.first = None  # (time, done) of the first report: after compiling
         if self.live:
             self.stream.write(f"\r{self.name:<14} compiling ...")
             self.stream.flush()
@@ -50,15 +53,21 @@ class ProgressBar:
     def __call__(self, done: int, total: int) -> None:
         self.done = max(self.done, done)
         now = time.perf_counter()
+        if self.first is None:
+            self.first = (now, self.done)
         finished = self.done >= total
         if not finished and (not self.live or now - self.last_draw < 0.1):
             return
         self.last_draw = now
         frac = self.done / max(total, 1)
         bar = "#" * int(frac * self.width)
+        since, done_then = self.first
+        rate = (self.done - done_then) / max(now - since, 1e-9)
+        left = f", {(total - self.done) / rate:.0f}s left" if 0 < rate else ""
         self.stream.write(
             f"\r{self.name:<14} [{bar:<{self.width}}] {frac:4.0%} "
             f"{self.done}/{total} steps {now - self.start:6.1f}s"
+            + ("" if finished else left)
         )
         if finished:
             self.stream.write("\n")

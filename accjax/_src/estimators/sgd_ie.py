@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -35,16 +37,121 @@ def _tick_backward_bwd(total, done, cotangent):
 _tick_backward.defvjp(_tick_backward_fwd, _tick_backward_bwd)
 
 
+STORAGES = ("auto", "all", "states", "nested")
+
+
 def check_storage(storage, num_steps: int):
-    """Validates `storage`: "all", "states" or a segment length in [1, num_steps]."""
-    if storage in ("all", "states"):
+    """Validates `storage`: one of STORAGES or a segment length in [1, num_steps]."""
+    if isinstance(storage, str) and storage in STORAGES:
         return storage
-    if isinstance(storage, int | np.integer) and 1 <= storage <= num_steps:
+    if (
+        not isinstance(storage, bool)
+        and isinstance(storage, int | np.integer)
+        and 1 <= storage <= num_steps
+    ):
         return int(storage)
     raise ValueError(
-        "`storage` must be 'all', 'states' or a segment length (int) in "
-        f"[1, {num_steps}]; got {storage!r}."
+        "`storage` must be 'auto', 'all', 'states', 'nested' or a segment length "
+        f"(int) in [1, {num_steps}]; got {storage!r}."
     )
+
+
+def _nbytes(tree) -> int:
+    return sum(a.size * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
+
+
+def available_memory() -> int:
+    """Bytes free on the default device now: XLA's allocator limit less what is in
+    use where the backend reports it (GPU, TPU), else the host's MemAvailable."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def nested_states(num_steps: int, levels: int) -> int:
+    """How many states `levels` nested checkpoint levels keep at most (`_nested`)."""
+    if levels == 1:
+        return num_steps
+    block = _block(num_steps, levels)
+    return num_steps // block + nested_states(block, levels - 1)
+
+
+def _block(num_steps: int, levels: int) -> int:
+    """The block length of the outermost of `levels` levels: ~T^((L-1)/L)."""
+    return max(1, min(num_steps, math.ceil(num_steps ** ((levels - 1) / levels))))
+
+
+def reverse_storage_bytes(storage, num_steps: int, state: int, residuals: int) -> int:
+    """What the reverse pass keeps beyond arguments and outputs, estimated from
+    the bytes of one state and of one step's residuals (as `jax.vjp` keeps them)."""
+    if storage == "all":
+        return num_steps * residuals
+    if storage == "states":
+        return num_steps * state + residuals
+    if isinstance(storage, int):
+        return -(-num_steps // storage) * state + storage * residuals
+    _, levels = storage
+    return nested_states(num_steps, levels) * state + residuals
+
+
+def choose_storage(storage, num_steps: int, state: int, residuals: int, budget: int):
+    """The fastest storage within `budget` bytes: "all", then "states", then the
+    fewest nested levels that fit ("auto"); the fewest levels ("nested")."""
+    if storage == "auto":
+        for candidate in ("all", "states"):
+            if reverse_storage_bytes(candidate, num_steps, state, residuals) <= budget:
+                return candidate
+    most = max(2, math.ceil(math.log2(max(num_steps, 2))))
+    for levels in range(2, most + 1):
+        candidate = ("nested", levels)
+        if reverse_storage_bytes(candidate, num_steps, state, residuals) <= budget:
+            return candidate
+    need = reverse_storage_bytes(("nested", most), num_steps, state, residuals)
+    raise ValueError(
+        f"`memory_budget` = {budget} bytes is below what the reverse pass keeps with "
+        f"every storage: at least {need} bytes ({most} nested levels of a "
+        f"{state}-byte state, one step's {residuals} bytes of residuals)."
+    )
+
+
+def step_bytes(problem, optimizer, schedule) -> tuple[int, int]:
+    """(bytes of the training state, bytes of one step's residuals)."""
+    z0 = jax.eval_shape(lambda: init_state(problem, optimizer))
+    dtype = param_dtype(problem.params)
+    indices = jax.ShapeDtypeStruct(schedule.shape[1:], schedule.dtype)
+    weights = jax.ShapeDtypeStruct(schedule.shape[1:], dtype)
+
+    def pullback(z, indices, weights):
+        one = lambda z, w: step(problem, optimizer, z, indices, w, 0)
+        return jax.vjp(one, z, weights)[1]
+
+    return _nbytes(z0), _nbytes(jax.eval_shape(pullback, z0, indices, weights))
+
+
+def _nested(body, z, xs, levels):
+    """`levels` nested checkpointed scans: the outer level keeps the state at the
+    start of each block of ~T^((L-1)/L) steps, and when the reverse pass reaches
+    a block it replays it as `levels - 1` levels; one level is "states". About
+    L x T^(1/L) states in memory and L - 1 extra forward passes."""
+    if levels == 1:
+        return jax.lax.scan(jax.checkpoint(body), z, xs)[0]
+    num_steps = jax.tree.leaves(xs)[0].shape[0]
+    block = _block(num_steps, levels)
+    whole = num_steps // block * block
+    head = jax.tree.map(lambda a: a[:whole].reshape((-1, block) + a.shape[1:]), xs)
+    inner = jax.checkpoint(lambda z, blk: (_nested(body, z, blk, levels - 1), None))
+    z = jax.lax.scan(inner, z, head)[0]
+    if whole < num_steps:
+        z = _nested(body, z, jax.tree.map(lambda a: a[whole:], xs), levels - 1)
+    return z
 
 
 def _scan(body, z, xs, storage):
@@ -53,12 +160,14 @@ def _scan(body, z, xs, storage):
     "all": every step's residuals. "states": the state before each step (the
     step is recomputed in the reverse pass). An int c: the state every c steps;
     each segment is replayed, storing its residuals, when the reverse pass
-    reaches it.
+    reaches it. ("nested", L): `_nested`.
     """
     if storage == "all":
         return jax.lax.scan(body, z, xs)[0]
     if storage == "states":
         return jax.lax.scan(jax.checkpoint(body), z, xs)[0]
+    if isinstance(storage, tuple):
+        return _nested(body, z, xs, storage[1])
     num_steps = jax.tree.leaves(xs)[0].shape[0]
     whole = num_steps // storage * storage
     head = jax.tree.map(lambda a: a[:whole].reshape((-1, storage) + a.shape[1:]), xs)
@@ -115,7 +224,7 @@ def _sgd_ie_all(
     groups=None,
     num_groups=1,
     with_progress,
-    storage="all",
+    storage,
 ):
     """-d f(train(w)) / d w at w = 1 for every example and group of steps:
     `(num_groups, n)` or `(num_groups, n, Q)`."""
@@ -145,7 +254,8 @@ def sgd_ie(
     query,
     *,
     targets=None,
-    storage="all",
+    storage="auto",
+    memory_budget=None,
     per_epoch=False,
     progress=False,
 ) -> Influence:
@@ -166,10 +276,19 @@ def sgd_ie(
         every example either way.
       storage: what the forward pass keeps for the reverse pass: "all" (every
         step's residuals: fastest, O(T x (state + activations))), "states" (the
-        state before each step, each step recomputed once: O(T x state)), or
-        an int c (the state every c steps; each segment replayed with its
+        state before each step, each step recomputed once: O(T x state)), an
+        int c (the state every c steps; each segment replayed with its
         residuals: O((T/c) x state + c x residuals), about one more training
-        run of compute). Results do not depend on it.
+        run of compute), "nested" (L levels of checkpoints, ~L x T^(1/L)
+        states, L - 1 more training runs of compute; the fewest levels that
+        fit `memory_budget`), or "auto" (the default: "all" if it fits
+        `memory_budget`, else "states", else "nested"). Results do not depend
+        on it.
+      memory_budget: bytes the reverse pass may keep ("auto" and "nested"),
+        estimated from the shapes of the state and of one step's residuals as
+        `jax.vjp` keeps them; None is half of the default device's free memory
+        (the host's MemAvailable on CPU). Arguments (the data) and XLA's
+        working space for one step come on top.
       per_epoch: True for `Influence.per_epoch`, each epoch's share (the
         derivative in k's weight at that epoch's steps only; see
         `accjax.epochs_of`), or an int array `(num_steps,)` grouping the steps
@@ -187,6 +306,24 @@ def sgd_ie(
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     storage = check_storage(storage, run.num_steps)
+    if memory_budget is not None and (
+        isinstance(memory_budget, bool)
+        or not isinstance(memory_budget, int | np.integer)
+        or memory_budget < 1
+    ):
+        raise ValueError(
+            f"`memory_budget` must be a positive int (bytes); got {memory_budget!r}."
+        )
+    if storage in ("auto", "nested"):
+        if memory_budget is None:
+            memory_budget = available_memory() // 2
+        sizes = step_bytes(run.problem, run.optimizer, run.schedule)
+        storage = choose_storage(storage, run.num_steps, *sizes, int(memory_budget))
+    elif memory_budget is not None:
+        raise ValueError(
+            "`memory_budget` chooses the storage: pass it with storage='auto' or "
+            f"'nested', not storage={storage!r}."
+        )
     groups = check_per_epoch(per_epoch, run.schedule)
     with progress_lib.reporting(progress, "sgd_ie") as with_progress:
         grouped = _sgd_ie_all(

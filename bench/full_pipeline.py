@@ -1,0 +1,307 @@
+"""The full-size pipeline: all of MNIST (or CIFAR-10) through every estimator.
+
+    python bench/full_pipeline.py --data-dir ../shared/data                   # MNIST
+    python bench/full_pipeline.py --data-dir ../shared/data --label-noise 0.1
+    python bench/full_pipeline.py --data-dir ../shared/data --workload cifar10
+    python bench/full_pipeline.py --data-dir ../shared/data --quick           # smoke
+
+MNIST: the official training set less `--n-val` validation images, Hara's CNN
+(`accjax.models.cnn`), SGD lr 0.05, batch 64, float32; test error on the official
+10,000 test images. CIFAR-10: the subset in the data folder, `accjax.models.CifarCNN`
+with dropout and random crop + flip, keyed (`Problem(key=...)`).
+
+Parts, in order, each written as soon as it finishes (JSON `results.json` and
+arrays `<part>.npy` in --out/<workload>[-noise<p>]/): train; sgd_ie, tracin_cp (5
+evenly spaced checkpoints, or one per epoch from 5 epochs) and dvemb (projected) for
+every example; ACC-SGD-IE and exact retraining on the `--acc-top` most harmful by
+SGD-IE; with label noise, the detection of the flipped labels at 1/5/10 % inspected;
+cleansing (remove k of each ranking and of `--random-draws` random ones, retrain
+with the same schedule and keys, test error); LDS over `--lds-subsets` subsets
+each removing 1 %. A rerun skips the parts already written (--fresh redoes them);
+Ctrl-C or a crash loses only the part in flight. Each part records its time
+(compilation included: one call each) and its peak resident memory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+import harness
+import numpy as np
+
+PARTS = ("train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "detection", "cleanse")
+PARTS += ("lds",)
+
+
+def parse_args(argv=None):
+    parser = harness.parser(__doc__, out="bench-out/full_pipeline", out_help="folder")
+    parser.add_argument("--workload", choices=("mnist", "cifar10"), default="mnist")
+    parser.add_argument("--n-train", type=int, default=None, help="default: all")
+    parser.add_argument("--n-val", type=int, default=1000)
+    parser.add_argument("--n-test", type=int, default=None, help="default: all")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--label-noise", type=float, default=0.0)
+    parser.add_argument("--acc-top", type=int, default=16)
+    parser.add_argument("--remove", default="10,30,100,300,1000")
+    parser.add_argument("--random-draws", type=int, default=2)
+    parser.add_argument("--lds-subsets", type=int, default=50)
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated")
+    parser.add_argument("--fresh", action="store_true", help="redo finished parts")
+    parser.add_argument(
+        "--data-dir", default=None, help="the folder with mnist/, cifar10/"
+    )
+    quick = dict(n_train=640, n_val=64, n_test=200, acc_top=4, remove="10,30")
+    quick.update(random_draws=1, lds_subsets=4, out="bench-out/full_pipeline-quick")
+    return harness.parse_args(parser, argv, quick=quick)
+
+
+class Store:
+    """results.json plus one .npy per array, each written whole (atomic rename)."""
+
+    def __init__(self, folder: Path, fresh: bool):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "results.json"
+        self.results = {}
+        if self.path.exists() and not fresh:
+            self.results = json.loads(self.path.read_text())
+
+    def done(self, part: str) -> bool:
+        return part in self.results.get("parts", {})
+
+    def array(self, name: str) -> np.ndarray:
+        return np.load(self.folder / f"{name}.npy")
+
+    def save(self, part: str, record: dict, arrays: dict | None = None) -> None:
+        for name, value in (arrays or {}).items():
+            path = self.folder / f"{name}.npy"
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, np.asarray(value))
+            tmp.replace(path)
+        self.results.setdefault("parts", {})[part] = record
+        harness.write_json(self.path, self.results)
+
+
+def setup(args):
+    """(splits, problem, optimizer, query, tests, learning rate)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    import accjax
+
+    name = "mnist10" if args.workload == "mnist" else "cifar10"
+    splits = accjax.datasets.load(
+        name,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        n_test=args.n_test,
+        split="official",
+        images=True,
+        label_noise=args.label_noise,
+        data_dir=args.data_dir,
+    )
+    data = (jnp.asarray(splits.train[0]), jnp.asarray(splits.train[1]))
+    val = (jnp.asarray(splits.val[0]), jnp.asarray(splits.val[1]))
+    test = (jnp.asarray(splits.test[0]), jnp.asarray(splits.test[1]))
+    if args.workload == "mnist":
+        params, apply = accjax.models.cnn(jax.random.key(0))
+        train_loss = accjax.models.multiclass_loss(apply)
+        problem, lr = accjax.Problem(train_loss, params, data), 0.05
+    else:
+        net = accjax.models.CifarCNN(rngs=nnx.Rngs(params=0, dropout=1))
+        model = accjax.models.from_nnx(net, augment=accjax.models.random_crop_flip)
+        apply, lr = model.apply, 0.05
+        problem = model.problem(data, key=jax.random.key(0))
+    eval_loss = accjax.models.multiclass_loss(apply)
+    query = accjax.mean_loss(eval_loss, val)
+    tests = {
+        "error": accjax.mean_loss(accjax.models.multiclass_error(apply), test),
+        "loss": accjax.mean_loss(eval_loss, test),
+    }
+    return splits, problem, optax.sgd(lr), query, tests, lr
+
+
+def measured(call):
+    """(output, {"seconds", "peak_rss_bytes"}): `call()` once, compile included;
+    the peak is the process's high-water mark during the call."""
+    harness.malloc_trim()
+    harness.reset_hwm()
+    start = time.perf_counter()
+    out = call()
+    seconds = time.perf_counter() - start
+    hwm = harness.proc_status_kib("VmHWM")
+    peak = 1024 * hwm if hwm is not None else harness.maxrss_bytes()
+    return out, {"seconds": seconds, "peak_rss_bytes": peak}
+
+
+def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
+    args = parse_args(argv)
+    import jax
+    import jax.numpy as jnp
+
+    import accjax
+    from accjax._src.estimators import named
+    from accjax._src.estimators import sgd_ie as sgd_ie_lib
+
+    label = args.workload + (f"-noise{args.label_noise:g}" if args.label_noise else "")
+    store = Store(Path(args.out) / label, args.fresh)
+    store.results.update(
+        date=datetime.date.today().isoformat(),
+        machine=harness.machine_info(),
+        args=vars(args),
+    )
+    wanted = args.parts.split(",")
+    say = lambda msg: print(f"[{label}] {msg}", file=sys.stderr, flush=True)
+    splits, problem, optimizer, query, tests, lr = setup(args)
+    n = problem.num_examples
+    say(f"{n} training examples, {splits.val[1].shape[0]} validation, "
+        f"{splits.test[1].shape[0]} test")  # fmt: skip
+
+    train = lambda: jax.block_until_ready(
+        accjax.train(problem, optimizer, batch_size=64, epochs=args.epochs, seed=0)
+    )
+    run, cost = measured(train)
+    evaluate = lambda params: {k: float(f(params)) for k, f in tests.items()}
+    if "train" in wanted and (args.fresh or not store.done("train")):
+        store.save(
+            "train",
+            {**cost, "num_steps": run.num_steps, "n_train": n, **evaluate(run.params)},
+        )
+    say(f"train: {store.results['parts'].get('train')}")
+    train_seconds = store.results["parts"].get("train", cost)["seconds"]
+
+    def influence_part(part, call):
+        if part not in wanted:
+            return
+        if store.done(part):
+            say(f"{part}: done before, kept")
+            return
+        influence, cost = measured(lambda: jax.block_until_ready(call()))
+        record = {**cost, "x_train": cost["seconds"] / train_seconds}
+        store.save(part, record, {part: np.asarray(influence.values)})
+        say(f"{part}: {record}")
+
+    sizes = sgd_ie_lib.step_bytes(problem, optimizer, run.schedule)
+    budget = sgd_ie_lib.available_memory() // 2
+    storage = sgd_ie_lib.choose_storage("auto", run.num_steps, *sizes, budget)
+    store.results["sgd_ie_storage"] = str(storage)
+    influence_part("sgd_ie", lambda: accjax.sgd_ie(run, query, progress=True))
+    T = run.num_steps
+    checkpoints = (
+        "epochs" if args.epochs >= 5 else np.linspace(T / 5, T, 5).round().astype(int)
+    )
+    influence_part(
+        "tracin_cp",
+        lambda: accjax.tracin(
+            run, query, learning_rate=lr, checkpoints=checkpoints, progress=True
+        ),
+    )
+    influence_part(
+        "dvemb", lambda: named.estimate("dvemb", run, query, learning_rate=lr,
+                                        progress=True),
+    )  # fmt: skip
+    covering = [p for p in ("sgd_ie", "tracin_cp", "dvemb") if store.done(p)]
+    influences = {
+        p: accjax.Influence(jnp.arange(n), jnp.asarray(store.array(p)))
+        for p in covering
+    }
+
+    if "acc_top" in wanted and not store.done("acc_top") and "sgd_ie" in influences:
+        sgd = store.array("sgd_ie")
+        top = np.argsort(sgd, kind="stable")[: args.acc_top]
+        acc, acc_cost = measured(
+            lambda: (
+                accjax.acc_sgd_ie(
+                    run, query, targets=jnp.asarray(top), progress=True
+                ).values
+            )  # fmt: skip
+        )
+        exact, exact_cost = measured(
+            lambda: (
+                accjax.loo_retrain(
+                    run, query, targets=jnp.asarray(top), progress=True
+                ).values
+            )  # fmt: skip
+        )
+        acc, exact = np.asarray(acc, np.float64), np.asarray(exact, np.float64)
+        record = {
+            "targets": top.tolist(),
+            "acc": {
+                **acc_cost,
+                "per_target_x_train": acc_cost["seconds"]
+                / args.acc_top
+                / train_seconds,
+            },  # fmt: skip
+            "exact": {
+                **exact_cost,
+                "per_target_x_train": exact_cost["seconds"]
+                / args.acc_top
+                / train_seconds,
+            },  # fmt: skip
+            "rmse": {
+                "sgd_ie": accjax.metrics.rmse(exact, sgd[top]),
+                "acc_sgd_ie": accjax.metrics.rmse(exact, acc),
+            },
+            "kendall": {
+                "sgd_ie": accjax.metrics.kendall(exact, sgd[top]),
+                "acc_sgd_ie": accjax.metrics.kendall(exact, acc),
+            },
+        }
+        store.save("acc_top", record, {"acc_top": acc, "exact_top": exact})
+        say(f"acc_top: {record['rmse']} {record['kendall']}")
+
+    flipped = splits.info.get("flipped")
+    if "detection" in wanted and flipped is not None and len(flipped):
+        at = [max(1, round(n * p / 100)) for p in (1, 5, 10)]
+        record = {"at_percent": [1, 5, 10], "at": at}
+        for name, inf in influences.items():
+            record[name] = accjax.metrics.detection(inf, flipped, at=at)
+        record["random"] = accjax.metrics.detection(None, flipped, at=at,
+                                                    num_examples=n)  # fmt: skip
+        store.save("detection", record)
+        recall = {k: v["recall"] for k, v in record.items() if "recall" in v}
+        say(f"detection (recall): {recall}")
+
+    remove = [int(k) for k in args.remove.split(",")]
+    if "cleanse" in wanted and not store.done("cleanse") and influences:
+        result, cost = measured(
+            lambda: accjax.cleanse(
+                run,
+                query,
+                test=tests,
+                estimator=influences,
+                remove=remove,
+                random_draws=args.random_draws,
+                flipped=flipped if flipped is not None and len(flipped) else None,
+                progress=True,
+            )
+        )
+        store.save("cleanse", {**cost, **result.to_dict()})
+        say(f"cleanse:\n{result.table()}")
+
+    if "lds" in wanted and not store.done("lds") and influences:
+        subsets, cost = measured(
+            lambda: accjax.subset_retrain(
+                run, query, num_subsets=args.lds_subsets, fraction=0.99,
+                progress=True,
+            )
+        )  # fmt: skip
+        record = {**cost, "num_subsets": args.lds_subsets, "fraction_removed": 0.01}
+        for name, inf in influences.items():
+            record[name] = accjax.metrics.lds(inf, subsets)
+        store.save("lds", record, {"lds_removed": subsets.removed,
+                                   "lds_values": subsets.values})  # fmt: skip
+        say(f"lds: { {k: record[k] for k in influences} }")
+    store.results["finished"] = datetime.datetime.now().isoformat()
+    harness.write_json(store.path, store.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
