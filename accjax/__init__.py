@@ -11,6 +11,7 @@ from accjax import models as models
 from accjax._src.cleanse import cleanse as cleanse
 from accjax._src.cleanse import subset_retrain as subset_retrain
 from accjax._src.estimators.acc import acc_sgd_ie as acc_sgd_ie
+from accjax._src.estimators.acc_fast import acc_sgd_ie_fast as acc_sgd_ie_fast
 from accjax._src.estimators.dvemb import acc_dvemb as acc_dvemb
 from accjax._src.estimators.dvemb import dvemb as dvemb
 from accjax._src.estimators.influence_function import (
@@ -39,6 +40,7 @@ __all__ = [
     "TrainState",
     "acc_dvemb",
     "acc_sgd_ie",
+    "acc_sgd_ie_fast",
     "cleanse",
     "datasets",
     "dvemb",

@@ -14,12 +14,14 @@ Parts, in order, each written as soon as it finishes (JSON `results.json` and
 arrays `<part>.npy` in --out/<workload>[-noise<p>]/): train; sgd_ie, tracin_cp (5
 evenly spaced checkpoints, or one per epoch from 5 epochs) and dvemb (projected) for
 every example; ACC-SGD-IE and exact retraining on the `--acc-top` most harmful by
-SGD-IE; with label noise, the detection of the flipped labels at 1/5/10 % inspected;
-cleansing (remove k of each ranking and of `--random-draws` random ones, retrain
-with the same schedule and keys, test error); LDS over `--lds-subsets` subsets
-each removing 1 %. A rerun skips the parts already written (--fresh redoes them);
-Ctrl-C or a crash loses only the part in flight. Each part records its time
-(compilation included: one call each) and its peak resident memory.
+SGD-IE, and the last-layer ACC (`params_subset`) on the `--last-layer-top` most
+harmful (its time for all n extrapolated); with label noise, the detection of the
+flipped labels at 1/5/10 % inspected; cleansing (remove k of each ranking and of
+`--random-draws` random ones, retrain with the same schedule and keys, test error);
+LDS over `--lds-subsets` subsets each removing 1 %. A rerun skips the parts already
+written (--fresh redoes them); Ctrl-C or a crash loses only the part in flight. Each
+part records its time (compilation included: one call each) and its peak resident
+memory. The figure full_pipeline.png shows the cleansing and the detection.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from pathlib import Path
 import harness
 import numpy as np
 
-PARTS = ("train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "detection", "cleanse")
-PARTS += ("lds",)
+PARTS = ("train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "acc_last_layer")
+PARTS += ("detection", "cleanse", "lds")
 
 
 def parse_args(argv=None):
@@ -46,6 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--label-noise", type=float, default=0.0)
     parser.add_argument("--acc-top", type=int, default=16)
+    parser.add_argument("--last-layer-top", type=int, default=1000)
     parser.add_argument("--remove", default="10,30,100,300,1000")
     parser.add_argument("--random-draws", type=int, default=2)
     parser.add_argument("--lds-subsets", type=int, default=50)
@@ -54,7 +57,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--data-dir", default=None, help="the folder with mnist/, cifar10/"
     )
-    quick = dict(n_train=640, n_val=64, n_test=200, acc_top=4, remove="10,30")
+    quick = dict(n_train=640, n_val=64, n_test=200, acc_top=4, last_layer_top=32)
+    quick.update(remove="10,30")
     quick.update(random_draws=1, lds_subsets=4, out="bench-out/full_pipeline-quick")
     return harness.parse_args(parser, argv, quick=quick)
 
@@ -77,11 +81,17 @@ class Store:
         return np.load(self.folder / f"{name}.npy")
 
     def save(self, part: str, record: dict, arrays: dict | None = None) -> None:
+        from accjax._src.files import atomic_write
+
+        def npy(value):
+            def write(tmp):
+                with open(tmp, "wb") as f:
+                    np.save(f, np.asarray(value))
+
+            return write
+
         for name, value in (arrays or {}).items():
-            path = self.folder / f"{name}.npy"
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, np.asarray(value))
-            tmp.replace(path)
+            atomic_write(self.folder / f"{name}.npy", npy(value))
         self.results.setdefault("parts", {})[part] = record
         harness.write_json(self.path, self.results)
 
@@ -187,6 +197,10 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         store.save(part, record, {part: np.asarray(influence.values)})
         say(f"{part}: {record}")
 
+    # Every example occurs once per epoch. In a one-epoch run its perturbation is
+    # zero until its only occurrence, so ACC equals SGD-IE exactly (and the
+    # last-layer ACC the last-layer SGD-IE): then only exact retraining is run.
+    repeats = np.bincount(np.asarray(run.schedule).ravel() + 1)[1:].max()
     sizes = sgd_ie_lib.step_bytes(problem, optimizer, run.schedule)
     budget = sgd_ie_lib.available_memory() // 2
     storage = sgd_ie_lib.choose_storage("auto", run.num_steps, *sizes, budget)
@@ -215,46 +229,64 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
     if "acc_top" in wanted and not store.done("acc_top") and "sgd_ie" in influences:
         sgd = store.array("sgd_ie")
         top = np.argsort(sgd, kind="stable")[: args.acc_top]
-        acc, acc_cost = measured(
-            lambda: (
-                accjax.acc_sgd_ie(
-                    run, query, targets=jnp.asarray(top), progress=True
-                ).values
-            )  # fmt: skip
-        )
-        exact, exact_cost = measured(
-            lambda: (
-                accjax.loo_retrain(
-                    run, query, targets=jnp.asarray(top), progress=True
-                ).values
-            )  # fmt: skip
-        )
-        acc, exact = np.asarray(acc, np.float64), np.asarray(exact, np.float64)
-        record = {
-            "targets": top.tolist(),
-            "acc": {
-                **acc_cost,
-                "per_target_x_train": acc_cost["seconds"]
-                / args.acc_top
-                / train_seconds,
-            },  # fmt: skip
-            "exact": {
-                **exact_cost,
-                "per_target_x_train": exact_cost["seconds"]
-                / args.acc_top
-                / train_seconds,
-            },  # fmt: skip
-            "rmse": {
-                "sgd_ie": accjax.metrics.rmse(exact, sgd[top]),
-                "acc_sgd_ie": accjax.metrics.rmse(exact, acc),
-            },
-            "kendall": {
-                "sgd_ie": accjax.metrics.kendall(exact, sgd[top]),
-                "acc_sgd_ie": accjax.metrics.kendall(exact, acc),
-            },
+        calls = {
+            "acc_sgd_ie": lambda t: accjax.acc_sgd_ie(run, query, targets=t,
+                                                      progress=True),
+            "exact": lambda t: accjax.loo_retrain(run, query, targets=t,
+                                                  progress=True),
+        }  # fmt: skip
+        if repeats == 1:
+            del calls["acc_sgd_ie"]
+        record, values = {"targets": top.tolist()}, {}
+        for name, call in calls.items():
+            out, cost = measured(lambda call=call: call(jnp.asarray(top)).values)
+            values[name] = np.asarray(out, np.float64)
+            per_target = cost["seconds"] / top.size / train_seconds
+            record[name] = {**cost, "per_target_x_train": per_target}
+        exact = values["exact"]
+        estimates = {"sgd_ie": sgd[top]}
+        if "acc_sgd_ie" in values:
+            estimates["acc_sgd_ie"] = values["acc_sgd_ie"]
+        else:
+            record["acc_sgd_ie"] = "equal to sgd_ie: every example occurs once"
+        record["rmse"] = {
+            k: accjax.metrics.rmse(exact, v) for k, v in estimates.items()
         }
-        store.save("acc_top", record, {"acc_top": acc, "exact_top": exact})
-        say(f"acc_top: {record['rmse']} {record['kendall']}")
+        record["kendall"] = {
+            k: accjax.metrics.kendall(exact, v) for k, v in estimates.items()
+        }
+        arrays = {"exact_top": exact}
+        if "acc_sgd_ie" in values:
+            arrays["acc_top"] = values["acc_sgd_ie"]
+        store.save("acc_top", record, arrays)
+        say(f"acc_top: rmse {record['rmse']} kendall {record['kendall']}")
+
+    if (
+        repeats > 1
+        and "acc_last_layer" in wanted
+        and not store.done("acc_last_layer")
+        and (store.done("acc_top"))
+    ):
+        sgd = store.array("sgd_ie")
+        top = np.argsort(sgd, kind="stable")[: args.last_layer_top]
+        subset = named.last_layer(problem.params)
+        values, cost = measured(
+            lambda: accjax.acc_sgd_ie(
+                run, query, targets=jnp.asarray(top), params_subset=subset,
+                progress=True,
+            ).values
+        )  # fmt: skip
+        values = np.asarray(values, np.float64)
+        exact, m = store.array("exact_top"), len(store.array("exact_top"))
+        record = {
+            **cost,
+            "num_targets": int(top.size),
+            "seconds_for_all_estimate": cost["seconds"] / top.size * n,
+            "rmse_on_acc_top": accjax.metrics.rmse(exact, values[:m]),
+            "kendall_on_acc_top": accjax.metrics.kendall(exact, values[:m]),
+        }
+        store.save("acc_last_layer", record, {"acc_last_layer": values})
+        say(f"acc_last_layer: {record}")
 
     flipped = splits.info.get("flipped")
     if "detection" in wanted and flipped is not None and len(flipped):
@@ -264,7 +296,7 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
             record[name] = accjax.metrics.detection(inf, flipped, at=at)
         record["random"] = accjax.metrics.detection(None, flipped, at=at,
                                                     num_examples=n)  # fmt: skip
-        store.save("detection", record)
+        store.save("detection", record, {"flipped": np.asarray(flipped)})
         recall = {k: v["recall"] for k, v in record.items() if "recall" in v}
         say(f"detection (recall): {recall}")
 
@@ -282,7 +314,9 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
                 progress=True,
             )
         )
-        store.save("cleanse", {**cost, **result.to_dict()})
+        record = result.to_dict()
+        del record["rankings"]  # the .npy influences hold them
+        store.save("cleanse", {**cost, **record})
         say(f"cleanse:\n{result.table()}")
 
     if "lds" in wanted and not store.done("lds") and influences:
@@ -300,7 +334,53 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         say(f"lds: { {k: record[k] for k in influences} }")
     store.results["finished"] = datetime.datetime.now().isoformat()
     harness.write_json(store.path, store.results)
+    plot(store)
     return 0
+
+
+def plot(store: Store) -> None:
+    """full_pipeline.png beside results.json: test error after removing the k most
+    harmful per ranking, and (with label noise) the flipped labels found against
+    the fraction of the data inspected."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = store.results.get("parts", {})
+    panels = [p for p in ("cleanse", "detection") if p in parts]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8))
+    axes = np.atleast_1d(axes)
+    for ax, panel in zip(axes, panels, strict=True):
+        if panel == "cleanse":
+            c = parts["cleanse"]
+            for name, metrics in c["results"].items():
+                err = 100 * np.asarray(metrics["error"])
+                ax.errorbar(c["remove"], err.mean(0), yerr=err.std(0) if len(err) > 1
+                            else None, marker="o", label=name, capsize=3)  # fmt: skip
+            ax.axhline(100 * c["baseline"]["error"], color="k", lw=0.8, ls="--",
+                       label="nothing removed")  # fmt: skip
+            ax.set(xscale="log", xlabel="k removed", ylabel="test error (%)")
+        else:
+            flipped = store.array("flipped")
+            for name in ("sgd_ie", "tracin_cp", "dvemb"):
+                if name not in parts:
+                    continue
+                order = np.argsort(store.array(name), kind="stable")
+                found = np.cumsum(np.isin(order, flipped)) / flipped.size
+                ax.plot(np.arange(1, order.size + 1) / order.size, found, label=name)
+            ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="random")
+            ax.axvline(0.1, color="grey", lw=0.8)
+            ax.set(xlabel="fraction inspected (most harmful first)",
+                   ylabel="flipped labels found", xlim=(0, 0.3))  # fmt: skip
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(store.folder.name)
+    fig.tight_layout()
+    fig.savefig(store.folder / "full_pipeline.png", dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import platform
 import resource
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -377,13 +375,7 @@ def in_child(fn, *args):
 def write_json(path, obj, *, indent=1) -> None:
     """`obj` as JSON at `path` (folders made), through a temporary file beside it
     and a rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=indent)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from accjax._src.files import dump_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    dump_json(path, obj, indent=indent)

@@ -191,3 +191,47 @@ def dvemb_forward(
             d = d + eta * grads[target]
     u = p @ np.asarray(jax.grad(lambda f: query(unravel(f)))(thetas[-1]))
     return float(u @ d), d
+
+
+def acc_fast(loss, params, data, schedule, lrs, l2, query, contraction):
+    """The scalar-contraction approximation of ACC-SGD-IE, written from its
+    formula with dense Hessians: adjoints a_t, then for every example and every
+    pair of its occurrences s < t
+
+        I(k) = sum_t a_{t+1}^T u_k(t)
+             + sum_{s < t} c(s + 1, t) (eta_t/|S_t| H_k(theta_t) a_{t+1})^T u_k(s),
+
+    u_k(s) = eta_s/|S_s| grad loss_k(theta_s), c(s+1, t) = prod_{s<tau<t} rho_tau,
+    rho_tau = <a_tau, a_{tau+1}> / |a_{tau+1}|^2 (1 for contraction="none")."""
+    thetas, unravel = trajectory(loss, params, data, schedule, lrs, l2)
+    schedule = np.asarray(schedule)
+    T, n = len(schedule), jax.tree.leaves(data)[0].shape[0]
+    a = [None] * (T + 1)
+    a[T] = jax.grad(lambda f: query(unravel(f)))(thetas[-1])
+    for t in reversed(range(T)):
+        h = _hessian(loss, thetas[t], unravel, data, schedule[t], -1, l2)
+        a[t] = a[t + 1] - lrs[t] * h @ a[t + 1]
+    rho = [
+        float(a[t] @ a[t + 1] / (a[t + 1] @ a[t + 1]))
+        if contraction == "adjoint"
+        else 1.0
+        for t in range(T)
+    ]
+    example_hessian = jax.jit(
+        lambda f, k: jax.hessian(
+            lambda f: loss(unravel(f), jax.tree.map(lambda x: x[k], data))
+        )(f)
+    )
+    infl = np.zeros(n)
+    for k in range(n):
+        steps = [t for t in range(T) if k in schedule[t]]
+        eta = {t: lrs[t] / int((schedule[t] >= 0).sum()) for t in steps}
+        u = {
+            t: eta[t] * _example_grad(loss, thetas[t], unravel, data, k) for t in steps
+        }
+        for t in steps:
+            infl[k] += float(a[t + 1] @ u[t])
+            v = eta[t] * example_hessian(thetas[t], k) @ a[t + 1]
+            for s in (s for s in steps if s < t):
+                infl[k] += float(np.prod(rho[s + 1 : t])) * float(v @ u[s])
+    return infl

@@ -9,6 +9,7 @@ def test_public_api_is_pinned():
         "TrainState",
         "acc_dvemb",
         "acc_sgd_ie",
+        "acc_sgd_ie_fast",
         "cleanse",
         "datasets",
         "dvemb",

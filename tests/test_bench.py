@@ -245,24 +245,30 @@ def test_mnist_all(run, tmp_path, real_data_dir):
 def test_full_size(run, tmp_path, real_data_dir):
     out = tmp_path / "full_size.json"
     run("bench/full_size.py", "--quick", "--data-dir", real_data_dir, "--out", str(out))
-    report = load(out, "date", "machine", "args", "train", "sgd_ie")
-    assert set(report["sgd_ie"]) == {"all", "states", "2"}
+    report = load(out, "date", "machine", "args", "train", "sgd_ie", "plan")
+    assert set(report["sgd_ie"]) == {"all", "states", "2", "nested"}
+    assert report["sgd_ie"]["nested"]["storage"] == "('nested', 2)"
+    assert set(report["plan"]) == {"1", "2"}
+    assert report["plan"]["1"]["all"]["temp_bytes"] > 0
     assert report["train"]["n_train"] == 256 and report["train"]["seconds"] > 0
 
 
 @pytest.mark.slow
 def test_full_pipeline(run, tmp_path, real_data_dir):
-    """Every part on MNIST with flipped labels; a rerun keeps what was written;
-    CIFAR-10's keyed nnx model through training and SGD-IE."""
+    """Every part on MNIST with flipped labels (2 epochs: ACC differs from SGD-IE
+    only where examples recur); a rerun keeps what was written; CIFAR-10's keyed
+    nnx model through training and SGD-IE."""
     args = ("bench/full_pipeline.py", "--quick", "--data-dir", real_data_dir)
+    args += ("--epochs", "2")
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
     folder = tmp_path / "mnist-noise0.1"
     report = load(folder / "results.json", "date", "machine", "args", "parts")
     assert set(report["parts"]) == {
-        "train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "detection", "cleanse",
-        "lds",
+        "train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "acc_last_layer",
+        "detection", "cleanse", "lds",
     }  # fmt: skip
     assert len(report["parts"]["acc_top"]["targets"]) == 4
+    assert (folder / "full_pipeline.png").is_file()
     sgd = (folder / "sgd_ie.npy").stat().st_mtime_ns
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
     assert (folder / "sgd_ie.npy").stat().st_mtime_ns == sgd

@@ -708,3 +708,68 @@ def test_mean_loss_in_chunks_equals_the_plain_mean():
         accjax.mean_loss(problem.loss, val, batch_size=0)
     with pytest.raises(TypeError, match="batch_size"):
         accjax.mean_loss(problem.loss, val, batch_size=2.5)
+
+
+@pytest.mark.parametrize("contraction", ["adjoint", "none"])
+def test_acc_sgd_ie_fast_matches_its_formula_written_out(contraction):
+    """3 epochs of a tanh MLP, decaying lr, L2: the carried-vector reverse sweep
+    against the pairs-of-occurrences formula with dense Hessians."""
+    problem, val, _ = tanh_mlp_problem()
+    run = accjax.train(problem, optax.sgd(decaying_lr), batch_size=4, epochs=3, seed=1)
+    query = accjax.mean_loss(problem.loss, val)
+    lrs = [float(decaying_lr(t)) for t in range(run.num_steps)]
+    want = reference.acc_fast(
+        problem.loss, problem.params, problem.data, run.schedule, lrs,
+        problem.l2, query, contraction,
+    )  # fmt: skip
+    got = accjax.acc_sgd_ie_fast(
+        run, query, learning_rate=decaying_lr, contraction=contraction
+    )
+    np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-14)
+    acc = accjax.acc_sgd_ie(run, query).values
+    assert np.max(np.abs(got.values - acc)) > 1e-8  # an approximation here
+
+
+def test_acc_sgd_ie_fast_limits():
+    """One epoch: SGD-IE (and ACC) exactly. Isotropic curvature (every loss
+    (c/2)|theta - x_i|^2) and two occurrences per example: ACC exactly, since the
+    steps between them scale every vector by the adjoint's contraction."""
+    problem, val, _ = tanh_mlp_problem()
+    query = accjax.mean_loss(problem.loss, val)
+    run = accjax.train(problem, optax.sgd(0.3), batch_size=4, epochs=1, seed=0)
+    fast = accjax.acc_sgd_ie_fast(run, query, learning_rate=0.3).values
+    np.testing.assert_allclose(fast, accjax.sgd_ie(run, query).values, rtol=1e-10)
+    np.testing.assert_allclose(fast, accjax.acc_sgd_ie(run, query).values, rtol=1e-10)
+
+    rng = np.random.RandomState(3)
+    x = jnp.asarray(rng.randn(11, 3))
+    loss = lambda p, xi: 0.7 * jnp.sum((p["w"] - xi) ** 2)
+    iso = accjax.Problem(loss, {"w": jnp.asarray(rng.randn(3))}, x, l2=0.05)
+    target = jnp.asarray([0.3, -0.2, 0.5])
+    query = lambda p: jnp.sum((p["w"] - target) ** 2) + jnp.sum(p["w"] ** 3)
+    run = accjax.train(iso, optax.sgd(0.2), batch_size=3, epochs=2, seed=0)
+    fast = accjax.acc_sgd_ie_fast(run, query, learning_rate=0.2).values
+    acc = accjax.acc_sgd_ie(run, query).values
+    np.testing.assert_allclose(fast, acc, rtol=1e-10, atol=1e-14)
+    assert np.max(np.abs(acc - accjax.sgd_ie(run, query).values)) > 1e-4
+    run3 = accjax.train(iso, optax.sgd(0.2), batch_size=3, epochs=3, seed=0)
+    gap = accjax.acc_sgd_ie_fast(run3, query, learning_rate=0.2).values
+    assert np.max(np.abs(gap - accjax.acc_sgd_ie(run3, query).values)) > 1e-10
+
+
+def test_acc_sgd_ie_fast_checks_its_inputs():
+    problem, val, _ = tanh_mlp_problem()
+    query = accjax.mean_loss(problem.loss, val)
+    run = accjax.train(problem, optax.sgd(0.3), batch_size=4, epochs=2, seed=0)
+    with pytest.raises(ValueError, match="plain SGD"):
+        accjax.acc_sgd_ie_fast(run, query, learning_rate=0.1)
+    adam = accjax.train(problem, optax.adam(0.01), batch_size=4, epochs=2, seed=0)
+    with pytest.raises(ValueError, match="plain SGD"):
+        accjax.acc_sgd_ie_fast(adam, query, learning_rate=0.01)
+    with pytest.raises(ValueError, match="contraction"):
+        accjax.acc_sgd_ie_fast(run, query, learning_rate=0.3, contraction="diag")
+    vector = lambda p: jnp.stack([query(p), query(p) ** 2])
+    with pytest.raises(ValueError, match="scalar query"):
+        accjax.acc_sgd_ie_fast(run, vector, learning_rate=0.3)
+    with pytest.raises(TypeError, match="learning_rate"):
+        accjax.acc_sgd_ie_fast(run, query, learning_rate="0.3")

@@ -159,6 +159,18 @@ def example_grads(problem: Problem, params: Params, indices, t) -> Params:
     return jax.vmap(lambda ex, i: grad(problem, params, ex, i, t))(rows, indices)
 
 
+def example_hvps(problem: Problem, params: Params, indices, t, tangent) -> Params:
+    """Per-example Hessian-vector products H_i(params) tangent at step `t`, like
+    `example_grads` (leading `(B,)` axis; padding rows to be masked)."""
+    rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
+    grad = jax.grad(example_loss, argnums=1)
+
+    def one(ex, i):
+        return jax.jvp(lambda p: grad(problem, p, ex, i, t), (params,), (tangent,))[1]
+
+    return jax.vmap(one)(rows, indices)
+
+
 def num_examples(data: PyTree) -> int:
     """Leading-axis size shared by every leaf of `data`; raises if they disagree."""
     leaves = jax.tree.leaves(data)

@@ -6,9 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
+from jax.flatten_util import ravel_pytree
 
 from accjax._src.problem import Run, as_query_tree, check_problem, check_query
 from accjax._src.schedule import check_schedule
+from accjax._src.train import batch_grad, init_state, param_dtype, step, update
 
 
 def check_run(run: Run, query) -> jax.tree_util.Partial:
@@ -201,3 +203,27 @@ def counterfactual_weights(indices: jax.Array, target, dtype) -> jax.Array:
     A target of -1 (chunk padding, or the factual reference) removes nothing.
     """
     return jnp.where((indices == target) & (target >= 0), 0, 1).astype(dtype)
+
+
+def check_plain_sgd(run: Run, learning_rate, name: str) -> None:
+    """Raises unless the run's first steps moved params by -learning_rate * gradient."""
+    if isinstance(run.schedule, jax.core.Tracer):
+        return
+    problem, z = run.problem, init_state(run.problem, run.optimizer)
+    for t in range(min(2, run.num_steps)):
+        indices = run.schedule[t]
+        ones = jnp.ones(indices.shape, param_dtype(z.params))
+        grads = ravel_pytree(batch_grad(problem, z.params, indices, ones, t))[0]
+        moved = ravel_pytree(update(problem, run.optimizer, z, indices, ones, t)[0])[0]
+        want = -learning_rate_at(learning_rate, t) * grads
+        scale = float(jnp.max(jnp.abs(want)))
+        if float(jnp.max(jnp.abs(moved - want))) > 1e-3 * scale + 1e-30:
+            raise ValueError(
+                f"{name} models plain SGD (params -= learning_rate(t) * gradient), "
+                f"but at step {t} the run's optimizer moved the parameters by "
+                f"{np.asarray(moved)[:3]}... where -learning_rate({t}) * gradient is "
+                f"{np.asarray(want)[:3]}.... Pass the learning rate the run was "
+                "trained with, or use sgd_ie / acc_sgd_ie, which follow any optax "
+                "optimizer."
+            )
+        z = step(problem, run.optimizer, z, indices, ones, t)

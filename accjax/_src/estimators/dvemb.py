@@ -35,7 +35,7 @@ from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
 from accjax._src.problem import Influence, Run, example_grads
 from accjax._src.schedule import check_per_epoch
-from accjax._src.train import batch_grad, init_state, param_dtype, step, update
+from accjax._src.train import init_state, param_dtype, step
 
 
 def _example_grads(problem, params, indices, t, projection):
@@ -192,35 +192,11 @@ def _acc_dvemb_chunks(
     return out
 
 
-def _check_plain_sgd(run: Run, learning_rate, name: str) -> None:
-    """Raises unless the run's first steps moved params by -learning_rate * gradient."""
-    if isinstance(run.schedule, jax.core.Tracer):
-        return
-    problem, z = run.problem, init_state(run.problem, run.optimizer)
-    for t in range(min(2, run.num_steps)):
-        indices = run.schedule[t]
-        ones = jnp.ones(indices.shape, param_dtype(z.params))
-        grads = ravel_pytree(batch_grad(problem, z.params, indices, ones, t))[0]
-        moved = ravel_pytree(update(problem, run.optimizer, z, indices, ones, t)[0])[0]
-        want = -common.learning_rate_at(learning_rate, t) * grads
-        scale = float(jnp.max(jnp.abs(want)))
-        if float(jnp.max(jnp.abs(moved - want))) > 1e-3 * scale + 1e-30:
-            raise ValueError(
-                f"{name} models plain SGD (params -= learning_rate(t) * gradient), "
-                f"but at step {t} the run's optimizer moved the parameters by "
-                f"{np.asarray(moved)[:3]}... where -learning_rate({t}) * gradient is "
-                f"{np.asarray(want)[:3]}.... Pass the learning rate the run was "
-                "trained with, or use sgd_ie / acc_sgd_ie, which follow any optax "
-                "optimizer."
-            )
-        z = step(problem, run.optimizer, z, indices, ones, t)
-
-
 def _prepare(run, query, learning_rate, targets, projection_dim, seed, per_epoch, name):
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     common.check_learning_rate(learning_rate)
-    _check_plain_sgd(run, learning_rate, name)
+    common.check_plain_sgd(run, learning_rate, name)
     flat, unravel = ravel_pytree(run.problem.params)
     projection = None
     if projection_dim is not None:

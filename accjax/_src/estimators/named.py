@@ -6,6 +6,7 @@ import jax
 from jax.flatten_util import ravel_pytree
 
 from accjax._src.estimators.acc import acc_sgd_ie
+from accjax._src.estimators.acc_fast import acc_sgd_ie_fast
 from accjax._src.estimators.dvemb import acc_dvemb, dvemb
 from accjax._src.estimators.influence_function import influence_function
 from accjax._src.estimators.loo import loo_retrain
@@ -19,6 +20,7 @@ NAMES = (
     "acc_sgd_ie",
     "acc_nonlinear",
     "acc_last_layer",
+    "acc_sgd_ie_fast",
     "tracin",
     "tracin_cp",
     "dvemb",
@@ -26,7 +28,7 @@ NAMES = (
     "influence_function",
 )
 # The estimators that model plain SGD and take the run's learning rate.
-NEED_LEARNING_RATE = ("tracin", "tracin_cp", "dvemb", "acc_dvemb")
+NEED_LEARNING_RATE = ("acc_sgd_ie_fast", "tracin", "tracin_cp", "dvemb", "acc_dvemb")
 # DVEmb by name works in the full space up to this many parameters, else
 # projects to it (its backward sweep holds a d x d matrix).
 DVEMB_MAX_DIM = 2048
@@ -73,6 +75,10 @@ def estimate(
         raise ValueError(
             f"estimator {name!r} needs `learning_rate` (the float or optax "
             "schedule the run was trained with)."
+        )
+    if name == "acc_sgd_ie_fast":
+        return acc_sgd_ie_fast(
+            run, query, learning_rate=learning_rate, progress=progress
         )
     if name == "tracin":
         return tracin(run, query, learning_rate=learning_rate, progress=progress)

@@ -1,0 +1,184 @@
+"""ACC's accuracy at SGD-IE's cost: `acc_sgd_ie_fast` against full ACC (issue 13).
+
+    python bench/acc_fast.py --data-dir ../shared/data            # the grid, float64
+    python bench/acc_fast.py --data-dir ../shared/data --quick    # a smoke test
+
+For each setting (data set, model, batch size, epochs, seed; n = --n training and
+validation rows, the reference recipes of `accjax experiment`): exact retraining
+as the truth, then SGD-IE, ACC-SGD-IE and `acc_sgd_ie_fast` with each contraction.
+Per estimator: RMSE and Kendall against the truth, the fraction of ACC's gain kept,
+(RMSE_SGD - RMSE_x) / (RMSE_SGD - RMSE_ACC) and alike for Kendall, and the time of
+a second call (compilation excluded) relative to SGD-IE's in the same setting.
+Writes JSON (rows after every setting) and acc_fast.png beside it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import harness
+import jax
+import numpy as np
+
+ESTIMATORS = ("sgd_ie", "acc_sgd_ie", "fast_adjoint", "fast_none")
+# (dataset, model, batch size, epochs): around the reference recipes, with the
+# authors' own configuration (Adult MLP, n = 200, batch 20, 40 epochs).
+SETTINGS = (
+    ("adult", "logreg", 20, 10),
+    ("adult", "mlp", 20, 40),
+    ("adult", "mlp", 20, 10),
+    ("mnist", "logreg", 20, 10),
+    ("mnist", "mlp", 20, 10),
+    ("news20", "mlp", 20, 10),
+    ("adult", "logreg", 50, 20),
+)
+
+
+def parse_args(argv=None):
+    parser = harness.parser(__doc__, out="bench-out/acc_fast.json")
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data-dir", default=None)
+    quick = dict(n=40, seeds=1)
+    return harness.parse_args(parser, argv, quick=quick)
+
+
+def timed(call):
+    """(output, seconds of a second call): the first compiles."""
+    jax.block_until_ready(call())
+    start = time.perf_counter()
+    out = jax.block_until_ready(call())
+    return out, time.perf_counter() - start
+
+
+def run_setting(dataset, model, batch, epochs, seed, args) -> dict:
+    import accjax
+    from accjax._src import experiment
+
+    splits = accjax.datasets.load(
+        dataset, n_train=args.n, n_val=args.n, n_test=0, seed=seed,
+        data_dir=args.data_dir,
+    )  # fmt: skip
+    problem, optimizer, lr, query = experiment.make_problem(model, splits, seed)
+    run = accjax.train(problem, optimizer, batch_size=batch, epochs=epochs)
+    exact = np.asarray(accjax.loo_retrain(run, query).values)
+    calls = {
+        "sgd_ie": lambda: accjax.sgd_ie(run, query).values,
+        "acc_sgd_ie": lambda: accjax.acc_sgd_ie(run, query).values,
+        "fast_adjoint": lambda: (
+            accjax.acc_sgd_ie_fast(
+                run, query, learning_rate=lr, contraction="adjoint"
+            ).values
+        ),
+        "fast_none": lambda: (
+            accjax.acc_sgd_ie_fast(
+                run, query, learning_rate=lr, contraction="none"
+            ).values
+        ),
+    }
+    row = {"num_steps": run.num_steps, "exact_std": float(exact.std())}
+    for name, call in calls.items():
+        values, seconds = timed(call)
+        values = np.asarray(values)
+        row[name] = {
+            "rmse": accjax.metrics.rmse(exact, values),
+            "kendall": accjax.metrics.kendall(exact, values),
+            "seconds": seconds,
+        }
+    sgd, acc = row["sgd_ie"], row["acc_sgd_ie"]
+    for name in ESTIMATORS:
+        r = row[name]
+        r["x_sgd_ie_time"] = r["seconds"] / sgd["seconds"]
+        for metric, sign in (("rmse", 1), ("kendall", -1)):
+            gain = sign * (sgd[metric] - acc[metric])
+            r[f"{metric}_gain_kept"] = (
+                sign * (sgd[metric] - r[metric]) / gain if gain else None
+            )
+    row["acc_rmse_change"] = acc["rmse"] / sgd["rmse"] - 1
+    return row
+
+
+def summarize(rows) -> dict:
+    """Per setting (over seeds): medians of the gain kept and of the time ratio."""
+    out = {}
+    for row in rows:
+        key = "{dataset}/{model}/B{batch}/E{epochs}".format(**row)
+        out.setdefault(key, []).append(row)
+    summary = {}
+    for key, group in out.items():
+        med = lambda f, group=group: statistics.median(f(r) for r in group)
+        entry = {"acc_rmse_change": med(lambda r: r["acc_rmse_change"])}
+        for name in ("fast_adjoint", "fast_none"):
+            for field in ("rmse_gain_kept", "kendall_gain_kept", "x_sgd_ie_time"):
+                vals = [r[name][field] for r in group if r[name][field] is not None]
+                entry[f"{name}/{field}"] = statistics.median(vals) if vals else None
+        entry["acc_sgd_ie/x_sgd_ie_time"] = med(
+            lambda r: r["acc_sgd_ie"]["x_sgd_ie_time"]
+        )
+        summary[key] = entry
+    return summary
+
+
+def plot(path, summary) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(summary)
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    x = np.arange(len(keys))
+    for i, name in enumerate(("fast_adjoint", "fast_none")):
+        kept = [summary[k][f"{name}/rmse_gain_kept"] or 0 for k in keys]
+        ax.bar(x + 0.38 * i - 0.19, kept, 0.38, label=f"{name}: RMSE gain kept")
+    ax.axhline(0.7, color="k", ls="--", lw=0.8, label="goal 0.7")
+    ax.set_xticks(x, [f"{k}\nACC {100 * summary[k]['acc_rmse_change']:+.0f}%"
+                      for k in keys], fontsize=7)  # fmt: skip
+    ax.set_ylabel("fraction of ACC's RMSE gain kept")
+    ax.set_ylim(-0.5, 1.5)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    jax.config.update("jax_enable_x64", True)
+    settings = SETTINGS[:2] if args.quick else SETTINGS
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": harness.machine_info(),
+        "args": vars(args),
+        "rows": [],
+    }
+    total = len(settings) * args.seeds
+    for i, (dataset, model, batch, epochs) in enumerate(settings):
+        for seed in range(args.seeds):
+            start = time.perf_counter()
+            row = run_setting(dataset, model, batch, epochs, seed, args)
+            row.update(dataset=dataset, model=model, batch=batch, epochs=epochs,
+                       seed=seed)  # fmt: skip
+            report["rows"].append(row)
+            report["summary"] = summarize(report["rows"])
+            harness.write_json(args.out, report)
+            done = i * args.seeds + seed + 1
+            print(
+                f"[{done}/{total}] {dataset} {model} B{batch} E{epochs} seed {seed}: "
+                f"ACC {100 * row['acc_rmse_change']:+.1f}% RMSE, kept "
+                f"{row['fast_adjoint']['rmse_gain_kept']} (adjoint), "
+                f"{row['fast_none']['rmse_gain_kept']} (none); "
+                f"{time.perf_counter() - start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    plot(Path(args.out).with_suffix(".png"), report["summary"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
