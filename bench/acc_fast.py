@@ -1,6 +1,8 @@
 """ACC's accuracy at SGD-IE's cost: `acc_sgd_ie_fast` against full ACC (issue 13).
 
     python bench/acc_fast.py --data-dir ../shared/data            # the grid, float64
+    python bench/acc_fast.py --data-dir ../shared/data --grid map --seeds 2 \
+        --out bench-out/acc_map.json                               # where ACC pays
     python bench/acc_fast.py --data-dir ../shared/data --quick    # a smoke test
 
 For each setting (data set, model, batch size, epochs, seed; n = --n training and
@@ -8,8 +10,12 @@ validation rows, the reference recipes of `accjax experiment`): exact retraining
 as the truth, then SGD-IE, ACC-SGD-IE and `acc_sgd_ie_fast` with each contraction.
 Per estimator: RMSE and Kendall against the truth, the fraction of ACC's gain kept,
 (RMSE_SGD - RMSE_x) / (RMSE_SGD - RMSE_ACC) and alike for Kendall, and the time of
-a second call (compilation excluded) relative to SGD-IE's in the same setting.
-Writes JSON (rows after every setting) and acc_fast.png beside it.
+a second call (compilation excluded) relative to SGD-IE's in the same setting;
+and the relative size of each correction, |x - SGD-IE| / |SGD-IE| (`acc_sgd_ie_fast`'s
+is the candidate predictor of whether full ACC pays). `--grid map` runs every data
+set x model x batch size (10, 20, 50, 100) x epochs (2, 10, 40). Writes JSON (rows
+after every setting), and beside it a bar chart of the gain kept (.png) and ACC's
+RMSE change against the predictor (-predictor.png).
 """
 
 from __future__ import annotations
@@ -36,10 +42,18 @@ SETTINGS = (
     ("news20", "mlp", 20, 10),
     ("adult", "logreg", 50, 20),
 )
+MAP = tuple(
+    (dataset, model, batch, epochs)
+    for dataset in ("adult", "news20", "mnist")
+    for model in ("mlp", "logreg")
+    for batch in (10, 20, 50, 100)
+    for epochs in (2, 10, 40)
+)
 
 
 def parse_args(argv=None):
     parser = harness.parser(__doc__, out="bench-out/acc_fast.json")
+    parser.add_argument("--grid", choices=("frontier", "map"), default="frontier")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data-dir", default=None)
@@ -81,9 +95,10 @@ def run_setting(dataset, model, batch, epochs, seed, args) -> dict:
         ),
     }
     row = {"num_steps": run.num_steps, "exact_std": float(exact.std())}
+    outputs = {}
     for name, call in calls.items():
         values, seconds = timed(call)
-        values = np.asarray(values)
+        values = outputs[name] = np.asarray(values)
         row[name] = {
             "rmse": accjax.metrics.rmse(exact, values),
             "kendall": accjax.metrics.kendall(exact, values),
@@ -99,6 +114,12 @@ def run_setting(dataset, model, batch, epochs, seed, args) -> dict:
                 sign * (sgd[metric] - r[metric]) / gain if gain else None
             )
     row["acc_rmse_change"] = acc["rmse"] / sgd["rmse"] - 1
+    row["acc_kendall_change"] = acc["kendall"] - sgd["kendall"]
+    size = np.linalg.norm(outputs["sgd_ie"])
+    for name in ESTIMATORS[1:]:
+        row[name]["correction_rel"] = float(
+            np.linalg.norm(outputs[name] - outputs["sgd_ie"]) / size
+        )
     return row
 
 
@@ -149,7 +170,8 @@ def plot(path, summary) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     jax.config.update("jax_enable_x64", True)
-    settings = SETTINGS[:2] if args.quick else SETTINGS
+    settings = SETTINGS if args.grid == "frontier" else MAP
+    settings = settings[:2] if args.quick else settings
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": harness.machine_info(),
@@ -177,7 +199,32 @@ def main(argv=None) -> int:
                 flush=True,
             )
     plot(Path(args.out).with_suffix(".png"), report["summary"])
+    plot_predictor(Path(args.out).with_name(Path(args.out).stem + "-predictor.png"),
+                   report["rows"])  # fmt: skip
     return 0
+
+
+def plot_predictor(path, rows) -> None:
+    """ACC's RMSE change against the size of `acc_sgd_ie_fast`'s correction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for model, marker in (("mlp", "o"), ("logreg", "s")):
+        sel = [r for r in rows if r["model"] == model]
+        ax.scatter([r["fast_adjoint"]["correction_rel"] for r in sel],
+                   [100 * r["acc_rmse_change"] for r in sel], marker=marker,
+                   s=14, alpha=0.7, label=model)  # fmt: skip
+    ax.set(xscale="log", xlabel="|fast - SGD-IE| / |SGD-IE| (acc_sgd_ie_fast)",
+           ylabel="ACC's RMSE change vs SGD-IE (%)")  # fmt: skip
+    ax.axhline(0, color="k", lw=0.8)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ TESTED = {
     "cnn.py": "test_cnn",
     "full_size.py": "test_full_size",
     "full_pipeline.py": "test_full_pipeline",
+    "acc_fast.py": "test_acc_fast",
     "gpu.sh": "test_gpu_sh",
     "harness.py": "every test (the scripts' shared module)",
 }
@@ -251,6 +252,20 @@ def test_full_size(run, tmp_path, real_data_dir):
     assert set(report["plan"]) == {"1", "2"}
     assert report["plan"]["1"]["all"]["temp_bytes"] > 0
     assert report["train"]["n_train"] == 256 and report["train"]["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_acc_fast(run, tmp_path, real_data_dir):
+    out = tmp_path / "acc_fast.json"
+    run("bench/acc_fast.py", "--quick", "--data-dir", real_data_dir, "--out", str(out))
+    report = load(out, "date", "machine", "args", "rows", "summary")
+    assert len(report["rows"]) == 2
+    row = report["rows"][0]
+    assert {"sgd_ie", "acc_sgd_ie", "fast_adjoint", "fast_none"} <= set(row)
+    assert row["sgd_ie"]["x_sgd_ie_time"] == 1.0
+    assert out.with_suffix(".png").is_file()
+    assert (tmp_path / "acc_fast-predictor.png").is_file()
+    assert row["fast_adjoint"]["correction_rel"] >= 0
 
 
 @pytest.mark.slow

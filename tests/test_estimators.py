@@ -773,3 +773,8 @@ def test_acc_sgd_ie_fast_checks_its_inputs():
         accjax.acc_sgd_ie_fast(run, vector, learning_rate=0.3)
     with pytest.raises(TypeError, match="learning_rate"):
         accjax.acc_sgd_ie_fast(run, query, learning_rate="0.3")
+    twice = np.asarray(run.schedule).copy()
+    twice[1, 1] = twice[1, 0]
+    doubled = accjax.train(problem, optax.sgd(0.3), schedule=twice)
+    with pytest.raises(ValueError, match="step 1 holds example"):
+        accjax.acc_sgd_ie_fast(doubled, query, learning_rate=0.3)

@@ -5,15 +5,16 @@ For plain SGD, with a_t the adjoint of the query (a_T = grad f(params_T),
 a_t = J_t^T a_{t+1}, J_t the step's Jacobian in the parameters) and D_k(t) the
 counterfactual perturbation of ACC-SGD-IE just before step t, exactly
 
-    I_ACC(k) = I_SGD(k) + sum_{t holding k} (eta_t/|S_t|) (H_k(params_t) a_{t+1})^T D_k(t),
+    I_ACC(k) = I_SGD(k) + sum_{t holding k} (eta_t/|S_t|) (H_k a_{t+1})^T D_k(t),
 
-where I_SGD(k) = sum_{t holding k} (eta_t/|S_t|) a_{t+1}^T grad loss_k(params_t).
-D_k(t) is zero before k's first occurrence; at a later occurrence t_e it is the
+with H_k = H_k(params_t), where I_SGD(k) is the same sum of
+(eta_t/|S_t|) a_{t+1}^T grad loss_k(params_t). D_k(t) is zero before k's first occurrence; at a later occurrence t_e it is the
 propagation, by the steps in between, of what k injected at its earlier ones,
 u_k(s) = (eta_s/|S_s|) grad loss_k(params_s). The approximation replaces that
 propagation by a scalar: the steps from s + 1 to t - 1 multiply any vector by
 
-    c(s + 1, t) = prod_{tau = s+1}^{t-1} rho_tau,   rho_tau = <a_tau, a_{tau+1}> / |a_{tau+1}|^2,
+    c(s + 1, t) = prod_{tau = s+1}^{t-1} rho_tau,
+    rho_tau = <a_tau, a_{tau+1}> / |a_{tau+1}|^2,
 
 the contraction each step applies to the adjoint (contraction="adjoint"), or by 1
 (contraction="none"), and drops the in-between ACC corrections (second order):
@@ -36,6 +37,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from accjax._src import progress as progress_lib
@@ -189,6 +191,15 @@ def acc_sgd_ie_fast(
             "a vector query."
         )
     common.check_plain_sgd(run, learning_rate, "acc_sgd_ie_fast")
+    if not isinstance(run.schedule, jax.core.Tracer):
+        ordered = np.sort(np.asarray(run.schedule), axis=1)
+        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+        if repeated.any():
+            t, j = np.argwhere(repeated)[0]
+            raise ValueError(
+                f"acc_sgd_ie_fast needs each example at most once per step; step {t} "
+                f"holds example {ordered[t, j + 1]} twice. Use acc_sgd_ie."
+            )
     with progress_lib.reporting(progress, "acc_sgd_ie_fast") as with_progress:
         values = _acc_fast_all(
             run.problem,
