@@ -8,8 +8,8 @@ counterfactual perturbation of ACC-SGD-IE just before step t, exactly
     I_ACC(k) = I_SGD(k) + sum_{t holding k} (eta_t/|S_t|) (H_k a_{t+1})^T D_k(t),
 
 with H_k = H_k(params_t), where I_SGD(k) is the same sum of
-(eta_t/|S_t|) a_{t+1}^T grad loss_k(params_t). D_k(t) is zero before k's first occurrence; at a later occurrence t_e it is the
-propagation, by the steps in between, of what k injected at its earlier ones,
+(eta_t/|S_t|) a_{t+1}^T grad loss_k(params_t). D_k(t) is zero before k's first
+occurrence; at a later occurrence t_e it is the propagation, by the steps in between, of what k injected at its earlier ones,
 u_k(s) = (eta_s/|S_s|) grad loss_k(params_s). The approximation replaces that
 propagation by a scalar: the steps from s + 1 to t - 1 multiply any vector by
 
