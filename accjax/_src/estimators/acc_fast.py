@@ -10,8 +10,9 @@ counterfactual perturbation of ACC-SGD-IE just before step t, exactly
 with H_k = H_k(params_t), where I_SGD(k) is the same sum of
 (eta_t/|S_t|) a_{t+1}^T grad loss_k(params_t). D_k(t) is zero before k's first
 occurrence; at a later occurrence t_e it is the propagation, by the steps in
-between, of what k injected at its earlier ones, u_k(s) = (eta_s/|S_s|) grad loss_k(params_s). The approximation replaces that
-propagation by a scalar: the steps from s + 1 to t - 1 multiply any vector by
+between, of what k injected at its earlier ones, u_k(s) = (eta_s/|S_s|) grad
+loss_k(params_s). The approximation replaces that propagation by a scalar: the
+steps from s + 1 to t - 1 multiply any vector by
 
     c(s + 1, t) = prod_{tau = s+1}^{t-1} rho_tau,
     rho_tau = <a_tau, a_{tau+1}> / |a_{tau+1}|^2,
