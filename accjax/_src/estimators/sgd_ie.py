@@ -124,16 +124,17 @@ def choose_storage(storage, num_steps: int, state: int, residuals: int, budget: 
 
 def step_bytes(problem, optimizer, schedule) -> tuple[int, int]:
     """(bytes of the training state, bytes of one step's residuals)."""
-    z0 = jax.eval_shape(lambda: init_state(problem, optimizer))
+    z0 = jax.eval_shape(lambda p: init_state(p, optimizer), problem)
     dtype = param_dtype(problem.params)
     indices = jax.ShapeDtypeStruct(schedule.shape[1:], schedule.dtype)
     weights = jax.ShapeDtypeStruct(schedule.shape[1:], dtype)
 
-    def pullback(z, indices, weights):
+    def pullback(problem, z, indices, weights):  # problem traced: its data may be NumPy
         one = lambda z, w: step(problem, optimizer, z, indices, w, 0)
         return jax.vjp(one, z, weights)[1]
 
-    return _nbytes(z0), _nbytes(jax.eval_shape(pullback, z0, indices, weights))
+    residuals = jax.eval_shape(pullback, problem, z0, indices, weights)
+    return _nbytes(z0), _nbytes(residuals)
 
 
 def _nested(body, z, xs, levels):
