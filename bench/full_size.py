@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     report["train"] = harness.in_child(train_part, args)
     harness.write_json(args.out, report)
     print(f"  {report['train']}", file=sys.stderr, flush=True)
-    for storage in args.storage.split(","):
+    for storage in filter(None, args.storage.split(",")):
         print(f"sgd_ie storage={storage} ...", file=sys.stderr, flush=True)
         try:
             part = harness.in_child(sgd_ie_part, args, storage)
