@@ -276,11 +276,11 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     args = ("bench/full_pipeline.py", "--quick", "--data-dir", real_data_dir)
     args += ("--epochs", "2")
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
-    folder = tmp_path / "mnist-noise0.1"
+    folder = tmp_path / "mnist-noise0.1-e2"
     report = load(folder / "results.json", "date", "machine", "args", "parts")
     assert set(report["parts"]) == {
-        "train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "acc_last_layer",
-        "detection", "cleanse", "lds",
+        "train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "acc_fast",
+        "acc_last_layer", "detection", "cleanse", "lds",
     }  # fmt: skip
     assert len(report["parts"]["acc_top"]["targets"]) == 4
     assert (folder / "full_pipeline.png").is_file()
