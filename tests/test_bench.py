@@ -289,7 +289,7 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     assert (folder / "sgd_ie.npy").stat().st_mtime_ns == sgd
     run(*args, "--workload", "cifar10", "--parts", "train,sgd_ie",
         "--out", str(tmp_path))  # fmt: skip
-    report = load(tmp_path / "cifar10" / "results.json", "parts")
+    report = load(tmp_path / "cifar10-e2" / "results.json", "parts")
     assert set(report["parts"]) == {"train", "sgd_ie"}
 
 
