@@ -92,11 +92,12 @@ def _acc_fast_all(
 
         flat = ravel_pytree(z.params)[0]
         a_t = jax.vjp(params_step, flat)[1](a_next)[0]
+        tiny = jnp.finfo(dtype).tiny
         if contraction == "adjoint":
-            rho = jnp.vdot(a_t, a_next) / jnp.maximum(jnp.vdot(a_next, a_next), 1e-300)
+            rho = jnp.vdot(a_t, a_next) / jnp.maximum(jnp.vdot(a_next, a_next), tiny)
         else:
             rho = jnp.ones((), dtype)
-        log_t = log_next + jnp.log(jnp.maximum(jnp.abs(rho), 1e-300))
+        log_t = log_next + jnp.log(jnp.maximum(jnp.abs(rho), tiny))
         sign_t = sign_next * jnp.where(rho < 0, -1, 1).astype(dtype)
 
         lr = common.learning_rate_at(learning_rate, t)
