@@ -236,10 +236,7 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
     # zero until its only occurrence, so ACC equals SGD-IE exactly (and the
     # last-layer ACC the last-layer SGD-IE): then only exact retraining is run.
     repeats = np.bincount(np.asarray(run.schedule).ravel() + 1)[1:].max()
-    sizes = sgd_ie_lib.step_bytes(problem, optimizer, run.schedule)
-    budget = sgd_ie_lib.available_memory() // 2
-    storage = sgd_ie_lib.choose_storage("auto", run.num_steps, *sizes, budget)
-    store.results["sgd_ie_storage"] = str(storage)
+    store.results["sgd_ie_storage"] = str(sgd_ie_lib.resolve_storage(run, "auto"))
     influence_part("sgd_ie", lambda: accjax.sgd_ie(run, query, progress=True))
     T = run.num_steps
     checkpoints = (

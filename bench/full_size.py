@@ -111,11 +111,7 @@ def sgd_ie_part(args, storage):
     )
     from accjax._src.estimators import sgd_ie
 
-    sizes = sgd_ie.step_bytes(problem, optimizer, run.schedule)
-    budget = sgd_ie.available_memory() // 2
-    chosen = storage
-    if storage in ("auto", "nested"):
-        chosen = sgd_ie.choose_storage(storage, run.num_steps, *sizes, budget)
+    chosen = sgd_ie.resolve_storage(run, storage)
     _, seconds, mem = _timed(call)
     return {
         "seconds": seconds,

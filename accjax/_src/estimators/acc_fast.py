@@ -213,11 +213,9 @@ def acc_sgd_ie_fast(
             with_progress=with_progress,
         )
         jax.block_until_ready(values)
-    if not isinstance(values, jax.core.Tracer) and not bool(
-        jnp.all(jnp.isfinite(values))
-    ):
-        raise FloatingPointError(
-            "acc_sgd_ie_fast produced non-finite influence values; check that "
-            "training stayed finite."
-        )
+    common.check_finite(
+        values,
+        "acc_sgd_ie_fast produced non-finite influence values; check that "
+        "training stayed finite.",
+    )
     return Influence(targets, values[targets])

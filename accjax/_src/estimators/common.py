@@ -227,3 +227,11 @@ def check_plain_sgd(run: Run, learning_rate, name: str) -> None:
                 "optimizer."
             )
         z = step(problem, run.optimizer, z, indices, ones, t)
+
+
+def check_finite(values, message: str) -> None:
+    """Raises FloatingPointError(`message`) if concrete `values` hold a NaN or inf."""
+    if not isinstance(values, jax.core.Tracer) and not bool(
+        jnp.all(jnp.isfinite(values))
+    ):
+        raise FloatingPointError(message)

@@ -217,13 +217,11 @@ def _prepare(run, query, learning_rate, targets, projection_dim, seed, per_epoch
 
 def _influence(targets, emb, grouped, unravel, projection, per_epoch) -> Influence:
     """`values` summed over the groups; `param_shift` in the full space only."""
-    if not isinstance(grouped, jax.core.Tracer) and not bool(
-        jnp.all(jnp.isfinite(grouped))
-    ):
-        raise FloatingPointError(
-            "DVEmb produced non-finite influence values; check that training "
-            "stayed finite (the replayed trajectory) and the learning rate."
-        )
+    common.check_finite(
+        grouped,
+        "DVEmb produced non-finite influence values; check that training "
+        "stayed finite (the replayed trajectory) and the learning rate.",
+    )
     shift = None if projection is not None else jax.vmap(unravel)(emb.sum(1))
     by_epoch = None if per_epoch is False or per_epoch is None else grouped
     return Influence(targets, grouped.sum(1), shift, per_epoch=by_epoch)

@@ -137,6 +137,31 @@ def step_bytes(problem, optimizer, schedule) -> tuple[int, int]:
     return _nbytes(z0), _nbytes(residuals)
 
 
+def resolve_storage(run: Run, storage, memory_budget=None):
+    """`storage` checked, with "auto" and "nested" resolved to the concrete mode
+    `sgd_ie` runs for `memory_budget` (None: half the free memory)."""
+    storage = check_storage(storage, run.num_steps)
+    if memory_budget is not None and (
+        isinstance(memory_budget, bool)
+        or not isinstance(memory_budget, int | np.integer)
+        or memory_budget < 1
+    ):
+        raise ValueError(
+            f"`memory_budget` must be a positive int (bytes); got {memory_budget!r}."
+        )
+    if storage in ("auto", "nested"):
+        if memory_budget is None:
+            memory_budget = available_memory() // 2
+        sizes = step_bytes(run.problem, run.optimizer, run.schedule)
+        return choose_storage(storage, run.num_steps, *sizes, int(memory_budget))
+    if memory_budget is not None:
+        raise ValueError(
+            "`memory_budget` chooses the storage: pass it with storage='auto' or "
+            f"'nested', not storage={storage!r}."
+        )
+    return storage
+
+
 def _nested(body, z, xs, levels):
     """`levels` nested checkpointed scans: the outer level keeps the state at the
     start of each block of ~T^((L-1)/L) steps, and when the reverse pass reaches
@@ -306,25 +331,7 @@ def sgd_ie(
     """
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
-    storage = check_storage(storage, run.num_steps)
-    if memory_budget is not None and (
-        isinstance(memory_budget, bool)
-        or not isinstance(memory_budget, int | np.integer)
-        or memory_budget < 1
-    ):
-        raise ValueError(
-            f"`memory_budget` must be a positive int (bytes); got {memory_budget!r}."
-        )
-    if storage in ("auto", "nested"):
-        if memory_budget is None:
-            memory_budget = available_memory() // 2
-        sizes = step_bytes(run.problem, run.optimizer, run.schedule)
-        storage = choose_storage(storage, run.num_steps, *sizes, int(memory_budget))
-    elif memory_budget is not None:
-        raise ValueError(
-            "`memory_budget` chooses the storage: pass it with storage='auto' or "
-            f"'nested', not storage={storage!r}."
-        )
+    storage = resolve_storage(run, storage, memory_budget)
     groups = check_per_epoch(per_epoch, run.schedule)
     with progress_lib.reporting(progress, "sgd_ie") as with_progress:
         grouped = _sgd_ie_all(
@@ -339,14 +346,11 @@ def sgd_ie(
         )
         jax.block_until_ready(grouped)
     values = grouped.sum(0)
-    if not isinstance(values, jax.core.Tracer) and not bool(
-        jnp.all(jnp.isfinite(values))
-    ):
-        raise FloatingPointError(
-            "sgd_ie produced non-finite influence values; check that training "
-            "itself stayed finite and the query is finite at the final params."
-            + ADAM_HINT
-        )
+    common.check_finite(
+        values,
+        "sgd_ie produced non-finite influence values; check that training "
+        "itself stayed finite and the query is finite at the final params." + ADAM_HINT,
+    )
     if groups is None:
         return Influence(targets, values[targets])
     by_epoch = jnp.moveaxis(grouped, 0, 1)[targets]

@@ -181,11 +181,9 @@ def tracin(
                 *args, saved, with_progress=with_progress, **options
             )
         jax.block_until_ready(values)
-    if not isinstance(values, jax.core.Tracer) and not bool(
-        jnp.all(jnp.isfinite(values))
-    ):
-        raise FloatingPointError(
-            "tracin produced non-finite influence values; check that training "
-            "stayed finite and the query is finite along the trajectory."
-        )
+    common.check_finite(
+        values,
+        "tracin produced non-finite influence values; check that training "
+        "stayed finite and the query is finite along the trajectory.",
+    )
     return Influence(targets, values[targets])
