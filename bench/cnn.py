@@ -17,6 +17,12 @@ parameters), softmax cross-entropy, `optax.sgd(0.05)`, float32, on random
 - `loo_retrain` and `acc_sgd_ie` for `--targets` targets over `--steps` steps
   (one chunk), per target and step; `sgd_ie` for every example of that run, as
   a multiple of training the same steps.
+- The gap of `loo_retrain` broken down (`--runs`): R copies of accjax's own
+  batch step (the per-example loss vmapped over the batch, its gradient, the SGD
+  update) vmapped over R different parameter sets inside one `lax.scan`, per
+  run and step, for each R; and the same R runs with `loo_retrain`'s per-run
+  example weights. R = 1 against the training step is the scan's own cost; the
+  growth with R is what vmapping runs with different weights costs.
 - PyTorch (when `import torch` works), the same network and batch with
   `torch.set_num_threads(--torch-threads)`: forward, backward and SGD update.
 
@@ -37,7 +43,36 @@ import optax
 
 import accjax
 
-QUICK = dict(batch_size=16, train_steps=4, steps=2, targets=2, repeats=2)
+QUICK = dict(batch_size=16, train_steps=4, steps=2, targets=2, repeats=2, runs="1,3")
+
+
+def vmapped_runs(loss, params, batches, labels, lr, runs, weighted):
+    """`runs` SGD runs of the batched step, vmapped over their parameters, one scan.
+
+    Each run starts from `params` scaled by (1 + 1e-3 r), so the runs differ. With
+    `weighted`, run r gives example r of each batch weight 0 (the others 1/|B|),
+    as `loo_retrain` does; otherwise the plain mean.
+    """
+    size = batches.shape[1]
+    weights = jnp.full((runs, size), 1.0 / size)
+    if weighted:
+        weights = weights.at[jnp.arange(runs), jnp.arange(runs) % size].set(0.0)
+
+    def step(q, w, x, y):
+        def total(q):
+            return jnp.sum(w * jax.vmap(loss, in_axes=(None, 0))(q, (x, y)))
+
+        g = jax.grad(total)(q)
+        return jax.tree.map(lambda p, d: p - lr * d, q, g)
+
+    def body(qs, xs):
+        return jax.vmap(step, in_axes=(0, 0, None, None))(qs, weights, *xs), None
+
+    scale = 1.0 + 1e-3 * jnp.arange(runs)
+    start = jax.tree.map(
+        lambda p: p[None] * scale.reshape((-1,) + (1,) * p.ndim), params
+    )
+    return jax.jit(lambda qs: jax.lax.scan(body, qs, (batches, labels))[0]), start
 
 
 def plain_lax_step(batch_size, lr):
@@ -115,6 +150,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=5, help="steps of the estimators' run")
     p.add_argument("--targets", type=int, default=16)
     p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--runs", default="1,4,17", help="vmapped runs to time")
     return harness.parse_args(p, argv, quick=QUICK)
 
 
@@ -162,6 +198,12 @@ def main(argv=None) -> int:
         "acc_sgd_ie": lambda: accjax.acc_sgd_ie(est_run, query, targets=targets).values,
         "sgd_ie": lambda: accjax.sgd_ie(est_run, query).values,
     }
+    runs = [int(r) for r in args.runs.split(",") if r]
+    for r in runs:
+        for weighted in (False, True):
+            fn, start = vmapped_runs(loss, params, batches, labels, lr, r, weighted)
+            name = f"vmap_runs_{r}" + ("_weighted" if weighted else "")
+            calls[name] = lambda fn=fn, start=start: fn(start)
     out = harness.warm_up(calls)
     # Correct before fast: the estimators against exact retraining.
     check = harness.check_vs_exact(
@@ -180,6 +222,11 @@ def main(argv=None) -> int:
     per_target_step = {
         name: med[name] / (args.targets * args.steps)
         for name in ("loo_retrain", "acc_sgd_ie")
+    }
+    per_run_step = {
+        name: med[name] / (int(name.split("_")[2]) * args.train_steps)
+        for name in calls
+        if name.startswith("vmap_runs_")
     }
     torch = torch_step_ms(b, args.torch_threads, args.repeats)
     ratios = {
@@ -201,6 +248,7 @@ def main(argv=None) -> int:
         "cases": cases,
         "per_step_s": per_step,
         "per_target_step_s": per_target_step,
+        "per_run_step_s": per_run_step,
         "torch": torch,
         "ratios": ratios,
         "check_vs_exact": check,
@@ -209,6 +257,9 @@ def main(argv=None) -> int:
     for name, s in {**per_step, **per_target_step}.items():
         unit = "target-step" if name in per_target_step else "step"
         print(f"{name:18s} {1e3 * s:8.2f} ms per {unit}")
+    for name, s in per_run_step.items():
+        ratio = s / per_step["train"]
+        print(f"{name:24s} {1e3 * s:8.2f} ms per run-step, {ratio:5.2f}x train step")
     if torch is not None:
         ms = 1e3 * torch["median_step_s"]
         print(f"{'torch':18s} {ms:8.2f} ms per step ({torch['version']})")

@@ -1,5 +1,7 @@
 """Estimators against exact retraining, closed forms and plain reference loops."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -659,6 +661,31 @@ def test_sgd_ie_memory_budget_chooses_the_storage(mlp_setup):
         ).compile()
         plan = compiled.memory_analysis().temp_size_in_bytes
         assert sgd_ie.reverse_storage_bytes(storage, T, state, residuals) >= 0.5 * plan
+
+
+def test_sgd_ie_step_bytes_are_cached_on_shapes_not_values(mlp_setup):
+    """The estimate is traced once per (shapes, static fields, optimizer): a
+    problem with other values reuses it, one with more examples per batch or a
+    wider model does not, and every answer equals the uncached one."""
+    from accjax._src.estimators import sgd_ie
+
+    problem, run, _, _ = mlp_setup
+    uncached = lambda r: sgd_ie._step_bytes.__wrapped__(
+        *sgd_ie._step_bytes_key(r.problem, r.optimizer, r.schedule)
+    )
+    sizes = sgd_ie.step_bytes(run.problem, run.optimizer, run.schedule)
+    assert sizes == uncached(run)
+    hits = sgd_ie._step_bytes.cache_info().hits
+    shifted = dataclasses.replace(
+        problem, params=jax.tree.map(lambda p: p + 1.0, problem.params)
+    )
+    other = accjax.train(shifted, run.optimizer, batch_size=5, epochs=3)
+    assert sgd_ie.step_bytes(other.problem, other.optimizer, other.schedule) == sizes
+    assert sgd_ie._step_bytes.cache_info().hits == hits + 1
+    wider = accjax.train(problem, run.optimizer, batch_size=10, epochs=3)
+    got = sgd_ie.step_bytes(wider.problem, wider.optimizer, wider.schedule)
+    assert got == uncached(wider) and got[1] > sizes[1]
+    assert sgd_ie._step_bytes.cache_info().hits == hits + 1
 
 
 def test_sgd_ie_storage_is_checked_and_saves_memory(mlp_setup):

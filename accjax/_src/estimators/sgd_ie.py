@@ -123,11 +123,34 @@ def choose_storage(storage, num_steps: int, state: int, residuals: int, budget: 
 
 
 def step_bytes(problem, optimizer, schedule) -> tuple[int, int]:
-    """(bytes of the training state, bytes of one step's residuals)."""
+    """(bytes of the training state, bytes of one step's residuals).
+
+    Cached on the shapes, the problem's static fields and the optimizer: tracing
+    one step costs about as much as running a short run's reverse pass.
+    """
+    key = _step_bytes_key(problem, optimizer, schedule)
+    try:
+        return _step_bytes(*key)
+    except TypeError:  # something unhashable (a loss or optimizer): no cache
+        return _step_bytes.__wrapped__(*key)
+
+
+def _step_bytes_key(problem, optimizer, schedule):
+    leaves, treedef = jax.tree.flatten(problem)
+    specs = tuple(
+        jax.ShapeDtypeStruct(np.shape(x), x.dtype if hasattr(x, "dtype") else type(x))
+        for x in leaves
+    )
+    return treedef, specs, optimizer, schedule.shape[1:], np.dtype(schedule.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _step_bytes(treedef, specs, optimizer, batch_shape, index_dtype):
+    problem = jax.tree.unflatten(treedef, specs)
     z0 = jax.eval_shape(lambda p: init_state(p, optimizer), problem)
     dtype = param_dtype(problem.params)
-    indices = jax.ShapeDtypeStruct(schedule.shape[1:], schedule.dtype)
-    weights = jax.ShapeDtypeStruct(schedule.shape[1:], dtype)
+    indices = jax.ShapeDtypeStruct(batch_shape, index_dtype)
+    weights = jax.ShapeDtypeStruct(batch_shape, dtype)
 
     def pullback(problem, z, indices, weights):  # problem traced: its data may be NumPy
         one = lambda z, w: step(problem, optimizer, z, indices, w, 0)
