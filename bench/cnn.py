@@ -17,11 +17,11 @@ parameters), softmax cross-entropy, `optax.sgd(0.05)`, float32, on random
 - `loo_retrain` and `acc_sgd_ie` for `--targets` targets over `--steps` steps
   (one chunk), per target and step; `sgd_ie` for every example of that run, as
   a multiple of training the same steps.
-- The gap of `loo_retrain` broken down (`--runs`): R copies of accjax's own
-  batch step (the per-example loss vmapped over the batch, its gradient, the SGD
-  update) vmapped over R different parameter sets inside one `lax.scan`, per
-  run and step, for each R; and the same R runs with `loo_retrain`'s per-run
-  example weights. R = 1 against the training step is the scan's own cost; the
+- The gap of `loo_retrain` broken down (`--runs`): R trainings over the
+  `train` schedule through accjax's own step, vmapped over R different parameter
+  sets inside one `lax.scan` as `loo_retrain` vmaps them, per run and step, for
+  each R: removing nothing (`vmap_runs_R`) and each removing one example
+  (`_weighted`). R = 1 against the training step is the scan's own cost; the
   growth with R is what vmapping runs with different weights costs.
 - PyTorch (when `import torch` works), the same network and batch with
   `torch.set_num_threads(--torch-threads)`: forward, backward and SGD update.
@@ -42,37 +42,37 @@ import numpy as np
 import optax
 
 import accjax
+from accjax._src import train as train_lib
+from accjax._src.estimators import common
+from accjax._src.problem import TrainState
 
 QUICK = dict(batch_size=16, train_steps=4, steps=2, targets=2, repeats=2, runs="1,3")
 
 
-def vmapped_runs(loss, params, batches, labels, lr, runs, weighted):
-    """`runs` SGD runs of the batched step, vmapped over their parameters, one scan.
-
-    Each run starts from `params` scaled by (1 + 1e-3 r), so the runs differ. With
-    `weighted`, run r gives example r of each batch weight 0 (the others 1/|B|),
-    as `loo_retrain` does; otherwise the plain mean.
-    """
-    size = batches.shape[1]
-    weights = jnp.full((runs, size), 1.0 / size)
-    if weighted:
-        weights = weights.at[jnp.arange(runs), jnp.arange(runs) % size].set(0.0)
-
-    def step(q, w, x, y):
-        def total(q):
-            return jnp.sum(w * jax.vmap(loss, in_axes=(None, 0))(q, (x, y)))
-
-        g = jax.grad(total)(q)
-        return jax.tree.map(lambda p, d: p - lr * d, q, g)
-
-    def body(qs, xs):
-        return jax.vmap(step, in_axes=(0, 0, None, None))(qs, weights, *xs), None
-
-    scale = 1.0 + 1e-3 * jnp.arange(runs)
-    start = jax.tree.map(
-        lambda p: p[None] * scale.reshape((-1,) + (1,) * p.ndim), params
+def vmapped_runs(run, rows):
+    """`len(rows)` trainings on `run`'s schedule in one scan, vmapped over their
+    states the way `loo_retrain` vmaps them: accjax's own step (`train.step`) with
+    `common.counterfactual_weights`, run r removing training example `rows[r]`
+    (-1: none). Run r starts from the parameters scaled by 1 + 1e-3 r, so the runs
+    differ. Returns (jitted function of the start states, the start states)."""
+    problem, optimizer, schedule = run.problem, run.optimizer, run.schedule
+    dtype = train_lib.param_dtype(problem.params)
+    scale = 1.0 + 1e-3 * jnp.arange(len(rows), dtype=dtype)
+    params = jax.tree.map(
+        lambda p: p[None] * scale.reshape((-1,) + (1,) * p.ndim), problem.params
     )
-    return jax.jit(lambda qs: jax.lax.scan(body, qs, (batches, labels))[0]), start
+    starts = jax.vmap(lambda p: TrainState(p, optimizer.init(p)))(params)
+
+    def body(zs, xs):
+        t, indices = xs
+        weights = jax.vmap(lambda k: common.counterfactual_weights(indices, k, dtype))(
+            rows
+        )
+        step = lambda z, w: train_lib.step(problem, optimizer, z, indices, w, t)
+        return jax.vmap(step)(zs, weights), None
+
+    steps = (jnp.arange(schedule.shape[0], dtype=jnp.int32), schedule)
+    return jax.jit(lambda zs: jax.lax.scan(body, zs, steps)[0].params), starts
 
 
 def plain_lax_step(batch_size, lr):
@@ -198,12 +198,13 @@ def main(argv=None) -> int:
         "acc_sgd_ie": lambda: accjax.acc_sgd_ie(est_run, query, targets=targets).values,
         "sgd_ie": lambda: accjax.sgd_ie(est_run, query).values,
     }
-    runs = [int(r) for r in args.runs.split(",") if r]
-    for r in runs:
-        for weighted in (False, True):
-            fn, start = vmapped_runs(loss, params, batches, labels, lr, r, weighted)
-            name = f"vmap_runs_{r}" + ("_weighted" if weighted else "")
-            calls[name] = lambda fn=fn, start=start: fn(start)
+    num_runs = {}  # case name: its number of vmapped runs
+    for r in (int(r) for r in args.runs.split(",") if r):
+        for name, rows in ((f"vmap_runs_{r}", jnp.full(r, -1)),
+                           (f"vmap_runs_{r}_weighted", jnp.arange(r))):  # fmt: skip
+            fn, starts = vmapped_runs(train_run, rows)
+            calls[name] = lambda fn=fn, starts=starts: fn(starts)
+            num_runs[name] = r
     out = harness.warm_up(calls)
     # Correct before fast: the estimators against exact retraining.
     check = harness.check_vs_exact(
@@ -224,9 +225,7 @@ def main(argv=None) -> int:
         for name in ("loo_retrain", "acc_sgd_ie")
     }
     per_run_step = {
-        name: med[name] / (int(name.split("_")[2]) * args.train_steps)
-        for name in calls
-        if name.startswith("vmap_runs_")
+        name: med[name] / (r * args.train_steps) for name, r in num_runs.items()
     }
     torch = torch_step_ms(b, args.torch_threads, args.repeats)
     ratios = {

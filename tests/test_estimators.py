@@ -665,8 +665,8 @@ def test_sgd_ie_memory_budget_chooses_the_storage(mlp_setup):
 
 def test_sgd_ie_step_bytes_are_cached_on_shapes_not_values(mlp_setup):
     """The estimate is traced once per (shapes, static fields, optimizer): a
-    problem with other values reuses it, one with more examples per batch or a
-    wider model does not, and every answer equals the uncached one."""
+    problem with other values reuses it, one with more examples per batch does
+    not, and every answer equals the uncached one."""
     from accjax._src.estimators import sgd_ie
 
     problem, run, _, _ = mlp_setup
