@@ -150,6 +150,11 @@ def test_detection_counts_flipped_among_the_first_k():
     perfect = accjax.Influence(jnp.arange(6), jnp.array([-1.0, 0, 0, -2, 0, 0]))
     p = accjax.metrics.detection(perfect, [3, 0], at=(2,))
     np.testing.assert_allclose(p["auc"], 1 - (2 - 1) / (2 * 6))
+    # largest first: order 0, 2, 4, 5, 3, 1
+    big = accjax.metrics.detection(inf, [3, 0], at=(1, 5), largest_first=True)
+    assert big["recall"] == {"1": 0.5, "5": 1.0}
+    with pytest.raises(TypeError, match="`largest_first`"):
+        accjax.metrics.detection(inf, [3, 0], largest_first="yes")
 
 
 def test_cleanse_rejects_bad_input(setting):

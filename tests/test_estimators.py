@@ -430,6 +430,7 @@ def test_tracin_matches_written_out_sum(mlp_setup):
         problem.loss, problem.params, problem.data, run.schedule, lrs, problem.l2
     )
     want = np.zeros(problem.num_examples)
+    want_self = np.zeros(problem.num_examples)
     for t, batch in enumerate(np.asarray(run.schedule)):
         u = jax.grad(lambda f: query(unravel(f)))(thetas[t])
         size = int((batch >= 0).sum())
@@ -438,8 +439,11 @@ def test_tracin_matches_written_out_sum(mlp_setup):
                 problem.loss, thetas[t], unravel, problem.data, k
             )
             want[k] += lrs[t] / size * float(jnp.dot(u, g))
+            want_self[k] += lrs[t] / size * float(jnp.dot(g, g))
     got = accjax.tracin(run, query, learning_rate=decaying_lr)
     np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-14)
+    self_inf = accjax.tracin(run, "self", learning_rate=decaying_lr, targets=[4, 0])
+    np.testing.assert_allclose(self_inf.values, want_self[[4, 0]], rtol=1e-9)
     vec = accjax.tracin(
         run, lambda p: jnp.stack([query(p), 2 * query(p)]), learning_rate=decaying_lr
     )
@@ -455,6 +459,7 @@ def test_tracin_checkpoints_match_written_out_sum(mlp_setup, checkpoints):
     steps = [3, 6, 9] if isinstance(checkpoints, str) else list(checkpoints)
     mean_size = problem.num_examples * 3 / run.num_steps
     want = np.zeros(problem.num_examples)
+    want_self = np.zeros(problem.num_examples)
     for c in steps:
         u = jax.grad(lambda f: query(unravel(f)))(thetas[c])
         for k in range(problem.num_examples):
@@ -462,8 +467,13 @@ def test_tracin_checkpoints_match_written_out_sum(mlp_setup, checkpoints):
                 problem.loss, thetas[c], unravel, problem.data, k
             )
             want[k] += lrs[c - 1] / mean_size * float(jnp.dot(u, g))
+            want_self[k] += lrs[c - 1] / mean_size * float(jnp.dot(g, g))
     got = accjax.tracin(run, query, learning_rate=decaying_lr, checkpoints=checkpoints)
     np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-14)
+    self_inf = accjax.tracin(
+        run, "self", learning_rate=decaying_lr, checkpoints=checkpoints
+    )
+    np.testing.assert_allclose(self_inf.values, want_self, rtol=1e-9)
     with pytest.raises(ValueError, match="`checkpoints`"):
         accjax.tracin(run, query, learning_rate=0.1, checkpoints=np.array([0]))
 

@@ -184,8 +184,11 @@ def test_tracin_uses_each_steps_keys():
     problem = _problem()
     run = accjax.train(problem, optax.sgd(LR), schedule=SCHEDULE)
     got = accjax.tracin(run, _query, learning_rate=LR)
+    got_self = accjax.tracin(run, "self", learning_rate=LR)
     # plain: sum over the steps holding k of lr/|S| <grad f, grad loss_k> at theta_t
+    # (self-influence: of lr/|S| |grad loss_k|^2)
     data, params, want = _data(), _mlp_params(), np.zeros(N)
+    want_self = np.zeros(N)
     for t, row in enumerate(np.asarray(SCHEDULE)):
         batch = [int(i) for i in row if i >= 0]
         q = jax.tree.leaves(jax.grad(_query)(params))
@@ -194,11 +197,13 @@ def test_tracin_uses_each_steps_keys():
             g = jax.tree.leaves(jax.grad(mlp_loss)(params, _row(data, i), k))
             dot = sum(jnp.vdot(a, b) for a, b in zip(q, g, strict=True))
             want[i] += LR / len(batch) * float(dot)
+            want_self[i] += LR / len(batch) * float(sum(jnp.vdot(a, a) for a in g))
         g = jax.grad(plain_objective, argnums=1)(
             mlp_loss, params, batch, t, jnp.ones(N)
         )
         params = jax.tree.map(lambda p, g: p - LR * g, params, g)
     np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(got_self.values, want_self, rtol=1e-9)
 
 
 def test_estimators_ignore_a_key_the_loss_does_not_use():

@@ -114,11 +114,15 @@ def format_table(table: Mapping[str, Mapping[str, float]], **extra_columns) -> s
     return "\n".join(lines)
 
 
-def detection(influence, flipped, *, at=(10, 30, 100), num_examples=None) -> dict:
+def detection(
+    influence, flipped, *, at=(10, 30, 100), num_examples=None, largest_first=False
+) -> dict:
     """How well a ranking finds known-corrupted training examples.
 
     The ranking is `influence`'s targets from most negative (most harmful) to
-    most positive; `flipped` holds the training indices known to be corrupted.
+    most positive, or with `largest_first` from largest to smallest (for
+    self-influence, `tracin(run, "self", ...)`: the most self-influential
+    first); `flipped` holds the training indices known to be corrupted.
 
     Args:
       influence: an `Influence`, or None for the expectation under a uniformly
@@ -150,7 +154,10 @@ def detection(influence, flipped, *, at=(10, 30, 100), num_examples=None) -> dic
             raise ValueError(
                 f"detection needs scalar influence values; got shape {values.shape}."
             )
-        order = np.asarray(influence.targets)[np.argsort(values, kind="stable")]
+        if not isinstance(largest_first, bool):
+            raise TypeError(f"`largest_first` must be a bool; got {largest_first!r}.")
+        ranked = np.argsort(-values if largest_first else values, kind="stable")
+        order = np.asarray(influence.targets)[ranked]
         found = np.cumsum(np.isin(order, flipped))
         total = order.size
         precision = {str(k): float(found[min(k, total) - 1] / k) for k in at}

@@ -20,14 +20,19 @@ def check_run(run: Run, query) -> jax.tree_util.Partial:
     are `jax.tree_util.Partial`s (such as `accjax.mean_loss`) differing only in
     their arrays share one compilation.
     """
+    check_run_only(run)
+    check_query(query, run.problem.params)
+    return as_query_tree(query)
+
+
+def check_run_only(run: Run) -> None:
+    """Validates a run (its type, problem and schedule)."""
     if not isinstance(run, Run):
         raise TypeError(
             f"expected an accjax.Run (from accjax.train); got {type(run).__name__}."
         )
     check_problem(run.problem)
     check_schedule(run.schedule, run.problem.num_examples)
-    check_query(query, run.problem.params)
-    return as_query_tree(query)
 
 
 def check_targets(targets, num_examples: int) -> jax.Array:

@@ -27,6 +27,31 @@ def _dot_with(query_grads, example_grads):
     return sum(jax.tree.leaves(per_leaf))
 
 
+def _squared_norms(example_grads):
+    """|grad loss_i|^2 for each example: `(B,)`."""
+    per_leaf = jax.tree.map(
+        lambda e: jnp.sum(jnp.square(e).reshape(e.shape[0], -1), axis=1),
+        example_grads,
+    )
+    return sum(jax.tree.leaves(per_leaf))
+
+
+def _scorer(query, params):
+    """`(score, out_shape)`: `score(params)` maps per-example gradients at those
+    params to `(B,)` or `(B, Q)` dot products with the query's gradient there,
+    or, for `query=None`, to the self-influence scores |grad loss_i|^2."""
+    if query is None:
+        return (lambda p: _squared_norms), ()
+    out_shape = jax.eval_shape(query, params).shape
+    jac = jax.jacrev(query) if out_shape else jax.grad(query)
+
+    def score(p):
+        q = jac(p)
+        return lambda grads: _dot_with(q, grads)
+
+    return score, out_shape
+
+
 @functools.partial(
     jax.jit,
     static_argnames=("optimizer", "learning_rate", "with_progress"),
@@ -35,15 +60,14 @@ def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_prog
     n = problem.num_examples
     num_steps = schedule.shape[0]
     dtype = param_dtype(problem.params)
-    out_shape = jax.eval_shape(query, problem.params).shape
-    jac = jax.jacrev(query) if out_shape else jax.grad(query)
+    score, out_shape = _scorer(query, problem.params)
 
     def body(carry, xs):
         z, values = carry
         t, indices = xs
         valid = indices >= 0
         grads = example_grads(problem, z.params, indices, t)
-        dots = _dot_with(jac(z.params), grads)
+        dots = score(z.params)(grads)
         lr = common.learning_rate_at(learning_rate, t)
         scale = jnp.where(valid, lr / jnp.sum(valid), 0).astype(dtype)
         contrib = scale.reshape((-1,) + (1,) * (dots.ndim - 1)) * dots
@@ -71,15 +95,14 @@ def _tracin_checkpoints(
     n = problem.num_examples
     num_steps = schedule.shape[0]
     dtype = param_dtype(problem.params)
-    out_shape = jax.eval_shape(query, problem.params).shape
-    jac = jax.jacrev(query) if out_shape else jax.grad(query)
+    score, out_shape = _scorer(query, problem.params)
     mean_size = jnp.sum(schedule >= 0) / num_steps
 
     def dots(params, t):
-        q = jac(params)
         grad = jax.grad(example_loss, argnums=1)
-        one = lambda xs: _dot_with(
-            q, jax.tree.map(lambda a: a[None], grad(problem, params, *xs, t))
+        at_params = score(params)
+        one = lambda xs: at_params(
+            jax.tree.map(lambda a: a[None], grad(problem, params, *xs, t))
         )[0]
         xs = (problem.data, jnp.arange(n))
         return jax.lax.map(one, xs, batch_size=256)
@@ -146,7 +169,14 @@ def tracin(
 
     Args:
       run: from `accjax.train`; replayed step by step.
-      query: `f(params) -> scalar` or `(num_queries,)` vector.
+      query: `f(params) -> scalar` or `(num_queries,)` vector; or "self" for
+        each example's self-influence, the query being its own training loss:
+        the sum of (lr_t / |S_t|) |grad loss_k(params_t)|^2 (with checkpoints,
+        of (lr_{c-1} / mean|S|) |grad loss_k(params_c)|^2), >= 0, large where
+        the model has to be pushed hardest to fit k (mislabelled examples are
+        found by ranking it largest first: `metrics.detection(...,
+        largest_first=True)`). With a key, k's loss gets the same step key as
+        in training.
       learning_rate: the step size of each step: a float, or an optax-style
         schedule `lr(step_index)` (step index from 0). TracIn is defined for
         SGD; with another optimizer, pass the rate you want to weight by.
@@ -167,7 +197,11 @@ def tracin(
       Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`)
       and no `param_shift`.
     """
-    query = common.check_run(run, query)
+    if isinstance(query, str) and query == "self":
+        common.check_run_only(run)
+        query = None  # the cores' self-influence mode
+    else:
+        query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
     common.check_learning_rate(learning_rate)
     options = dict(query=query, learning_rate=learning_rate)
