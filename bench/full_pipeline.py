@@ -6,21 +6,25 @@
     python bench/full_pipeline.py --data-dir ../shared/data --quick           # smoke
 
 MNIST: the official training set less `--n-val` validation images, Hara's CNN
-(`accjax.models.cnn`), SGD lr 0.05, batch 64, float32; test error on the official
-10,000 test images. CIFAR-10: the subset in the data folder, `accjax.models.CifarCNN`
-with dropout and random crop + flip, keyed (`Problem(key=...)`).
+(`accjax.models.cnn`), SGD lr 0.05, batch 64 (`--batch-size`), float32; test error
+on the official 10,000 test images. CIFAR-10: the subset in the data folder,
+`accjax.models.CifarCNN` with dropout and random crop + flip, keyed
+(`Problem(key=...)`).
 
 Parts, in order, each written as soon as it finishes (JSON `results.json` and arrays
-`<part>.npy` in --out/<workload>[-noise<p>][-e<epochs>][-last]/): train; sgd_ie,
-tracin_cp (5 evenly spaced checkpoints, or one per epoch from 5 epochs) and dvemb
-(projected) for every example; ACC-SGD-IE and exact retraining on the `--acc-top`
-most harmful by SGD-IE, `acc_sgd_ie_fast` for every example (MNIST; its correction's
-size against SGD-IE, the predictor of docs/results.md), and the last-layer ACC
-(`params_subset`) on the `--last-layer-top` most harmful (its time for all n
-extrapolated) - the three ACC parts only where some example occurs twice; with label
-noise, the detection of the flipped labels at 1/5/10 % inspected; cleansing (remove
-k of each ranking and of `--random-draws` random ones, retrain with the same
-schedule and keys, test error); LDS over `--lds-subsets` subsets each removing 1 %.
+`<part>.npy` in --out/<workload>[-noise<p>][-b<batch>][-e<epochs>][-last]/): train;
+sgd_ie, tracin_cp (5 evenly spaced checkpoints, or one per epoch from 5 epochs) and
+dvemb (projected) for every example, and TracInCP's self-influence
+(`tracin(run, "self")` at the same checkpoints: the ranking for finding flipped
+labels); ACC-SGD-IE and exact retraining on the `--acc-top` most harmful by SGD-IE,
+`acc_sgd_ie_fast` for every example (MNIST; its correction's size against SGD-IE,
+the predictor of docs/results.md), and the last-layer ACC (`params_subset`) on the
+`--last-layer-top` most harmful (its time for all n extrapolated) - the three ACC
+parts only where some example occurs twice; with label noise, the detection of the
+flipped labels at 1/5/10 % inspected (the influence rankings most harmful first,
+the self-influence largest first); cleansing (remove k of each ranking and of
+`--random-draws` random ones, retrain with the same schedule and keys, test
+error); LDS over `--lds-subsets` subsets each removing 1 %.
 A rerun skips the parts already written (--fresh redoes them); Ctrl-C or a crash
 loses only the part in flight. Each part records its time (compilation included: one
 call each) and its peak resident memory. The figure full_pipeline.png shows the
@@ -43,7 +47,8 @@ from pathlib import Path
 import harness
 import numpy as np
 
-PARTS = ("train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "acc_fast")
+PARTS = ("train", "sgd_ie", "tracin_cp", "tracin_self", "dvemb", "acc_top")
+PARTS += ("acc_fast",)
 PARTS += ("acc_last_layer",)
 PARTS += ("detection", "cleanse", "lds")
 
@@ -55,6 +60,7 @@ def parse_args(argv=None):
     parser.add_argument("--n-val", type=int, default=1000)
     parser.add_argument("--n-test", type=int, default=None, help="default: all")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--label-noise", type=float, default=0.0)
     parser.add_argument(
         "--last-epoch",
@@ -177,6 +183,7 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
     from accjax._src.estimators import sgd_ie as sgd_ie_lib
 
     label = args.workload + (f"-noise{args.label_noise:g}" if args.label_noise else "")
+    label += f"-b{args.batch_size}" if args.batch_size != 64 else ""
     label += (f"-e{args.epochs}" if args.epochs != 1 else "") + (
         "-last" if args.last_epoch else ""
     )
@@ -196,12 +203,14 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
     def train():
         if not args.last_epoch:
             return jax.block_until_ready(
-                accjax.train(problem, optimizer, batch_size=64, epochs=args.epochs)
+                accjax.train(
+                    problem, optimizer, batch_size=args.batch_size, epochs=args.epochs
+                )
             )
         # Hara's "sgd_last" and "Retrain Last": the final epoch as a run of its
         # own, from the parameters at its start (plain SGD at a constant rate and
         # no key, so restarting the step count changes nothing).
-        schedule = accjax.make_schedule(n, 64, args.epochs)
+        schedule = accjax.make_schedule(n, args.batch_size, args.epochs)
         last_rows = schedule[-(len(schedule) // args.epochs) :]
         start = accjax.train(problem, optimizer, schedule=schedule[: -len(last_rows)])
         restart = accjax.Problem(problem.loss, start.params, problem.data)
@@ -246,6 +255,12 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         "tracin_cp",
         lambda: accjax.tracin(
             run, query, learning_rate=lr, checkpoints=checkpoints, progress=True
+        ),
+    )
+    influence_part(
+        "tracin_self",
+        lambda: accjax.tracin(
+            run, "self", learning_rate=lr, checkpoints=checkpoints, progress=True
         ),
     )
     influence_part(
@@ -351,6 +366,12 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         record = {"at_percent": [1, 5, 10], "at": at}
         for name, inf in influences.items():
             record[name] = accjax.metrics.detection(inf, flipped, at=at)
+        if store.done("tracin_self"):
+            own = jnp.asarray(store.array("tracin_self"))
+            record["tracin_self"] = accjax.metrics.detection(
+                accjax.Influence(jnp.arange(n), own), flipped, at=at,
+                largest_first=True,
+            )  # fmt: skip
         record["random"] = accjax.metrics.detection(None, flipped, at=at,
                                                     num_examples=n)  # fmt: skip
         store.save("detection", record, {"flipped": np.asarray(flipped)})
@@ -422,15 +443,16 @@ def plot(store: Store) -> None:
             ax.set(xscale="log", xlabel="k removed", ylabel="test error (%)")
         else:
             flipped = store.array("flipped")
-            for name in ("sgd_ie", "tracin_cp", "dvemb"):
+            for name in ("sgd_ie", "tracin_cp", "dvemb", "tracin_self"):
                 if name not in parts:
                     continue
-                order = np.argsort(store.array(name), kind="stable")
+                sign = -1 if name == "tracin_self" else 1  # largest first
+                order = np.argsort(sign * store.array(name), kind="stable")
                 found = np.cumsum(np.isin(order, flipped)) / flipped.size
                 ax.plot(np.arange(1, order.size + 1) / order.size, found, label=name)
             ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="random")
             ax.axvline(0.1, color="grey", lw=0.8)
-            ax.set(xlabel="fraction inspected (most harmful first)",
+            ax.set(xlabel="fraction inspected (most harmful / self-influential first)",
                    ylabel="flipped labels found", xlim=(0, 0.3))  # fmt: skip
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -279,10 +279,11 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     folder = tmp_path / "mnist-noise0.1-e2"
     report = load(folder / "results.json", "date", "machine", "args", "parts")
     assert set(report["parts"]) == {
-        "train", "sgd_ie", "tracin_cp", "dvemb", "acc_top", "acc_fast",
-        "acc_last_layer", "detection", "cleanse", "lds",
+        "train", "sgd_ie", "tracin_cp", "tracin_self", "dvemb", "acc_top",
+        "acc_fast", "acc_last_layer", "detection", "cleanse", "lds",
     }  # fmt: skip
     assert len(report["parts"]["acc_top"]["targets"]) == 4
+    assert "tracin_self" in report["parts"]["detection"]
     assert (folder / "full_pipeline.png").is_file()
     sgd = (folder / "sgd_ie.npy").stat().st_mtime_ns
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
