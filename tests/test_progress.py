@@ -25,6 +25,25 @@ def test_progress_bar_shows_the_time_left_from_the_rate_after_compiling(monkeypa
     assert out.getvalue().endswith("[##########] 100% 10/10 steps  104.0s\n")
 
 
+def test_progress_bar_in_a_log_writes_a_line_every_interval(monkeypatch):
+    # start, then reports at 10 s (compiled), 35 s, 50 s, 75 s and the end
+    clock = iter([0.0, 10.0, 35.0, 50.0, 75.0, 80.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    out = io.StringIO()  # not a terminal
+    bar = progress.ProgressBar("retrain", stream=out, width=10)
+    for done in (1, 6, 8, 9, 10):
+        bar(done, 10)
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert [line.split("]")[1].split("steps")[0].strip() for line in lines] == [
+        "60% 6/10",  # 35 s: 30 s after the start; 5 steps in 25 s -> 20 s left
+        "90% 9/10",  # 75 s: 40 s after the last line (50 s is within 30 s of it)
+        "100% 10/10",
+    ]
+    assert lines[0].endswith("35.0s, 20s left")
+    assert lines[-1].endswith("80.0s")
+
+
 def test_estimators_report_every_step_to_a_callable():
     import jax.numpy as jnp
     import optax

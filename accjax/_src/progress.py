@@ -34,16 +34,19 @@ class ProgressBar:
 
     On a terminal it redraws in place (at most every 0.1 s) and shows
     "compiling" until the first step reports; elsewhere (a log file, CI) it
-    writes one line when the work is done. The time left extrapolates the rate
-    since the first report (compilation excluded).
+    writes a line at most every `LOG_INTERVAL` seconds and one when the work
+    is done. The time left extrapolates the rate since the first report
+    (compilation excluded).
     """
+
+    LOG_INTERVAL = 30.0
 
     def __init__(self, name: str, *, stream=None, width: int = 30):
         self.name, self.width = name, width
         self.stream = stream if stream is not None else sys.stderr
         self.live = getattr(self.stream, "isatty", lambda: False)()
         self.start = time.perf_counter()
-        self.last_draw = 0.0
+        self.last_draw = self.start
         self.done = 0
         self.first = None  # (time, done) of the first report: after compiling
         if self.live:
@@ -56,7 +59,8 @@ class ProgressBar:
         if self.first is None:
             self.first = (now, self.done)
         finished = self.done >= total
-        if not finished and (not self.live or now - self.last_draw < 0.1):
+        interval = 0.1 if self.live else self.LOG_INTERVAL
+        if not finished and now - self.last_draw < interval:
             return
         self.last_draw = now
         frac = self.done / max(total, 1)
@@ -65,11 +69,12 @@ class ProgressBar:
         rate = (self.done - done_then) / max(now - since, 1e-9)
         left = f", {(total - self.done) / rate:.0f}s left" if 0 < rate else ""
         self.stream.write(
-            f"\r{self.name:<14} [{bar:<{self.width}}] {frac:4.0%} "
+            ("\r" if self.live else "")
+            + f"{self.name:<14} [{bar:<{self.width}}] {frac:4.0%} "
             f"{self.done}/{total} steps {now - self.start:6.1f}s"
             + ("" if finished else left)
         )
-        if finished:
+        if finished or not self.live:
             self.stream.write("\n")
         self.stream.flush()
 
