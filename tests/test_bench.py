@@ -284,6 +284,7 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     }  # fmt: skip
     assert len(report["parts"]["acc_top"]["targets"]) == 4
     assert "tracin_self" in report["parts"]["detection"]
+    assert {"sgd_ie", "acc_fast"} <= set(report["parts"]["lds"])
     assert (folder / "full_pipeline.png").is_file()
     sgd = (folder / "sgd_ie.npy").stat().st_mtime_ns
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
