@@ -22,9 +22,9 @@ the predictor of docs/results.md), and the last-layer ACC (`params_subset`) on t
 `--last-layer-top` most harmful (its time for all n extrapolated) - the three ACC
 parts only where some example occurs twice; with label noise, the detection of the
 flipped labels at 1/5/10 % inspected (the influence rankings most harmful first,
-the self-influence largest first); cleansing (remove k of each ranking and of
-`--random-draws` random ones, retrain with the same schedule and keys, test
-error); LDS over `--lds-subsets` subsets each removing 1 % (of every ranking that
+the self-influence largest first); cleansing (remove k of each ranking, the
+self-influence's largest first, and of `--random-draws` random ones, retrain with
+the same schedule and keys, test error); LDS over `--lds-subsets` subsets each removing 1 % (of every ranking that
 covers all examples, `acc_fast` included).
 A rerun skips the parts already written (--fresh redoes them); Ctrl-C or a crash
 loses only the part in flight. Each part records its time (compilation included: one
@@ -381,12 +381,16 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
 
     remove = [int(k) for k in args.remove.split(",")]
     if "cleanse" in wanted and not store.done("cleanse") and influences:
+        rankings = dict(influences)
+        if store.done("tracin_self"):  # negated: cleanse removes the most negative
+            own = jnp.asarray(store.array("tracin_self"))
+            rankings["tracin_self"] = accjax.Influence(jnp.arange(n), -own)
         result, cost = measured(
             lambda: accjax.cleanse(
                 run,
                 query,
                 test=tests,
-                estimator=influences,
+                estimator=rankings,
                 remove=remove,
                 random_draws=args.random_draws,
                 flipped=flipped if flipped is not None and len(flipped) else None,
