@@ -24,8 +24,8 @@ parts only where some example occurs twice; with label noise, the detection of t
 flipped labels at 1/5/10 % inspected (the influence rankings most harmful first,
 the self-influence largest first); cleansing (remove k of each ranking, the
 self-influence's largest first, and of `--random-draws` random ones, retrain with
-the same schedule and keys, test error); LDS over `--lds-subsets` subsets each removing 1 % (of every ranking that
-covers all examples, `acc_fast` included).
+the same schedule and keys, test error); LDS over `--lds-subsets` subsets each
+removing 1 % (of every ranking that covers all examples, `acc_fast` included).
 A rerun skips the parts already written (--fresh redoes them); Ctrl-C or a crash
 loses only the part in flight. Each part records its time (compilation included: one
 call each) and its peak resident memory. The figure full_pipeline.png shows the

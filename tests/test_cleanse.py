@@ -1,5 +1,7 @@
 """Data cleansing: removal and retraining against plain loops; the ranking logic."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -132,6 +134,9 @@ def test_cleanse_removes_the_most_negative_and_scores_each_k(setting):
     assert set(result.detection) == {"exact", "sgd", "random"}
     table = result.table()
     assert "loss after removing" in table and "random" in table
+    rows = [r.strip() for r in table.splitlines() if r.strip()[:1].isdigit()]
+    for row in rows:  # k, then one cell per ranking, two spaces or more apart
+        assert len(re.split(r"\s{2,}", row)) == 1 + len(result.results), row
     assert result.to_dict()["remove"] == [1, 4]
 
 

@@ -270,39 +270,44 @@ class Cleansing:
 
     def table(self) -> str:
         """One block per test metric: k down, rankings across (random: mean +- std)."""
+
+        def block(title, header, rows):
+            # every column as wide as its widest cell, two spaces apart
+            cells = [[str(c) for c in row] for row in [header, *rows]]
+            widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+            widths[0] = max(widths[0], 6)
+            text = [title]
+            for row in cells:
+                padded = [f"{c:>{w}}" for c, w in zip(row, widths, strict=True)]
+                text.append("  ".join(padded))
+            return text + [""]
+
         lines = []
         names = list(self.results)
         for metric, base in self.baseline.items():
-            lines.append(
-                f"{metric} after removing the k most harmful "
-                f"(nothing removed: {base:.4g})"
-            )
-            lines.append(f"{'k':>6}" + "".join(f"{n:>18}" for n in names))
+            rows = []
             for j, k in enumerate(self.remove):
-                cells = []
+                row = [k]
                 for n in names:
                     v = self.results[n][metric][:, j]
-                    cells.append(
+                    row.append(
                         f"{v.mean():.4g} +- {v.std():.2g}"
                         if v.size > 1
                         else f"{v[0]:.4g}"
                     )
-                lines.append(f"{k:>6}" + "".join(f"{c:>18}" for c in cells))
-            lines.append("")
-        if self.detection:
-            lines.append("flipped labels found among the k most harmful (recall)")
-            lines.append(f"{'k':>6}" + "".join(f"{n:>18}" for n in self.detection))
-            for k in self.remove:
-                lines.append(
-                    f"{k:>6}"
-                    + "".join(
-                        f"{d['recall'][str(k)]:>18.3f}" for d in self.detection.values()
-                    )
-                )
-            lines.append(
-                f"{'auc':>6}"
-                + "".join(f"{d['auc']:>18.3f}" for d in self.detection.values())
+                rows.append(row)
+            title = (
+                f"{metric} after removing the k most harmful "
+                f"(nothing removed: {base:.4g})"
             )
+            lines += block(title, ["k", *names], rows)
+        if self.detection:
+            found = self.detection.values()
+            rows = [[k] + [f"{d['recall'][str(k)]:.3f}" for d in found]
+                    for k in self.remove]  # fmt: skip
+            rows.append(["auc"] + [f"{d['auc']:.3f}" for d in found])
+            title = "flipped labels found among the k most harmful (recall)"
+            lines += block(title, ["k", *self.detection], rows)
         return "\n".join(lines).rstrip()
 
     def to_dict(self) -> dict:
