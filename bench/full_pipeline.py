@@ -268,11 +268,18 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         "dvemb", lambda: named.estimate("dvemb", run, query, learning_rate=lr,
                                         progress=True),
     )  # fmt: skip
+
+    def over_all(part, sign=1):
+        """A stored part's values for every example as an `Influence`."""
+        return accjax.Influence(jnp.arange(n), sign * jnp.asarray(store.array(part)))
+
     covering = [p for p in ("sgd_ie", "tracin_cp", "dvemb") if store.done(p)]
-    influences = {
-        p: accjax.Influence(jnp.arange(n), jnp.asarray(store.array(p)))
-        for p in covering
-    }
+    influences = {p: over_all(p) for p in covering}
+    # The influence rankings run most harmful (most negative) first; the
+    # self-influence's runs largest first, so it joins them negated.
+    rankings = dict(influences)
+    if store.done("tracin_self"):
+        rankings["tracin_self"] = over_all("tracin_self", sign=-1)
 
     if "acc_top" in wanted and not store.done("acc_top") and "sgd_ie" in influences:
         sgd = store.array("sgd_ie")
@@ -365,14 +372,8 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
     if "detection" in wanted and flipped is not None and len(flipped):
         at = [max(1, round(n * p / 100)) for p in (1, 5, 10)]
         record = {"at_percent": [1, 5, 10], "at": at}
-        for name, inf in influences.items():
+        for name, inf in rankings.items():
             record[name] = accjax.metrics.detection(inf, flipped, at=at)
-        if store.done("tracin_self"):
-            own = jnp.asarray(store.array("tracin_self"))
-            record["tracin_self"] = accjax.metrics.detection(
-                accjax.Influence(jnp.arange(n), own), flipped, at=at,
-                largest_first=True,
-            )  # fmt: skip
         record["random"] = accjax.metrics.detection(None, flipped, at=at,
                                                     num_examples=n)  # fmt: skip
         store.save("detection", record, {"flipped": np.asarray(flipped)})
@@ -381,10 +382,6 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
 
     remove = [int(k) for k in args.remove.split(",")]
     if "cleanse" in wanted and not store.done("cleanse") and influences:
-        rankings = dict(influences)
-        if store.done("tracin_self"):  # negated: cleanse removes the most negative
-            own = jnp.asarray(store.array("tracin_self"))
-            rankings["tracin_self"] = accjax.Influence(jnp.arange(n), -own)
         result, cost = measured(
             lambda: accjax.cleanse(
                 run,
@@ -412,8 +409,7 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         record = {**cost, "num_subsets": args.lds_subsets, "fraction_removed": 0.01}
         scored = dict(influences)
         if store.done("acc_fast"):  # also covers every example
-            fast = jnp.asarray(store.array("acc_fast"))
-            scored["acc_fast"] = accjax.Influence(jnp.arange(n), fast)
+            scored["acc_fast"] = over_all("acc_fast")
         for name, inf in scored.items():
             record[name] = accjax.metrics.lds(inf, subsets)
         store.save("lds", record, {"lds_removed": subsets.removed,
