@@ -272,7 +272,8 @@ def test_acc_fast(run, tmp_path, real_data_dir):
 def test_full_pipeline(run, tmp_path, real_data_dir):
     """Every part on MNIST with flipped labels (2 epochs: ACC differs from SGD-IE
     only where examples recur); a rerun keeps what was written; CIFAR-10's keyed
-    nnx model through training and SGD-IE."""
+    nnx model through training and SGD-IE, its final epoch restarted with a key of
+    its own (`--last-epoch`)."""
     args = ("bench/full_pipeline.py", "--quick", "--data-dir", real_data_dir)
     args += ("--epochs", "2")
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
@@ -289,9 +290,9 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     sgd = (folder / "sgd_ie.npy").stat().st_mtime_ns
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
     assert (folder / "sgd_ie.npy").stat().st_mtime_ns == sgd
-    run(*args, "--workload", "cifar10", "--parts", "train,sgd_ie",
+    run(*args, "--workload", "cifar10", "--last-epoch", "--parts", "train,sgd_ie",
         "--out", str(tmp_path))  # fmt: skip
-    report = load(tmp_path / "cifar10-e2" / "results.json", "parts")
+    report = load(tmp_path / "cifar10-e2-last" / "results.json", "parts")
     assert set(report["parts"]) == {"train", "sgd_ie"}
 
 

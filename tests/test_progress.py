@@ -62,3 +62,22 @@ def test_estimators_report_every_step_to_a_callable():
         assert max(seen) == (2 * run.num_steps, 2 * run.num_steps)
     with pytest.raises(TypeError, match="progress"):
         accjax.sgd_ie(run, query, progress=3)
+
+
+def test_training_reports_every_step_and_trains_the_same():
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    x = jnp.linspace(-1, 1, 10)
+    loss = lambda p, xi: (xi * p["w"] - 1.0) ** 2
+    problem = accjax.Problem(loss, {"w": jnp.zeros(())}, x)
+    plain = accjax.train(problem, optax.sgd(0.1), batch_size=3, epochs=2)
+    seen = []
+    run = accjax.train(
+        problem, optax.sgd(0.1), batch_size=3, epochs=2,
+        progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
+    jax.effects_barrier()
+    assert sorted(seen) == [(t, 8) for t in range(1, 9)]  # 2 epochs of 4 batches
+    assert float(run.params["w"]) == float(plain.params["w"])

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from accjax._src import progress as progress_lib
 from accjax._src.problem import (
     Params,
     Problem,
@@ -139,13 +140,15 @@ def raise_if_bad_step(bad_step, what: str, *, derivative: bool = False) -> None:
         )
 
 
-@functools.partial(jax.jit, static_argnames="optimizer")
-def _train_scan(problem, optimizer, schedule):
+@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
+def _train_scan(problem, optimizer, schedule, with_progress=False):
     def body(carry, xs):
         state, bad = carry
         t, indices = xs
         ones = jnp.ones(indices.shape, param_dtype(state.params))
         state = step(problem, optimizer, state, indices, ones, t)
+        if with_progress:
+            progress_lib.tick(t + 1, schedule.shape[0])
         return (state, mark_bad_step(bad, t, state.params)), None
 
     steps = (jnp.arange(schedule.shape[0], dtype=jnp.int32), schedule)
@@ -162,6 +165,7 @@ def train(
     batch_size: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
+    progress=False,
 ) -> Run:
     """Trains `problem` with `optimizer` by a `lax.scan` over a minibatch schedule.
 
@@ -173,6 +177,8 @@ def train(
         for padding. If None, built by `accjax.make_schedule(num_examples,
         batch_size, epochs, seed=seed)`.
       batch_size, epochs, seed: used only when `schedule` is None.
+      progress: False, True (a progress bar on stderr), a label, or a callable
+        `(done, total)` receiving the step counts, as for the estimators.
 
     Returns:
       A `Run` recording the problem, optimizer, schedule and final state.
@@ -198,6 +204,7 @@ def train(
             "`optimizer` must be an optax.GradientTransformation, e.g. "
             f"optax.sgd(0.1); got {type(optimizer).__name__}."
         )
-    state, bad_step = _train_scan(problem, optimizer, schedule)
+    with progress_lib.reporting(progress, "train") as with_progress:
+        state, bad_step = _train_scan(problem, optimizer, schedule, with_progress)
     raise_if_bad_step(bad_step, "training")
     return Run(problem=problem, optimizer=optimizer, schedule=schedule, state=state)
