@@ -25,7 +25,11 @@ flipped labels at 1/5/10 % inspected (the influence rankings most harmful first,
 the self-influence largest first); cleansing (remove k of each ranking, the
 self-influence's largest first, and of `--random-draws` random ones, retrain with
 the same schedule and keys, test error); LDS over `--lds-subsets` subsets each
-removing 1 % (of every ranking that covers all examples, `acc_fast` included).
+removing 1 % (of every ranking that covers all examples, `acc_fast` included);
+lds_noise, the LDS's noise floor: the run retrained `--noise-draws` times from its
+initial parameters moved by float32 rounding (each leaf times 1 + eps z, eps =
+float32's machine epsilon, z standard normal), the query's change each time, its
+standard deviation beside that of the LDS subsets' actual changes.
 A rerun skips the parts already written (--fresh redoes them); Ctrl-C or a crash
 loses only the part in flight. Each part records its time (compilation included: one
 call each) and its peak resident memory. The figure full_pipeline.png shows the
@@ -55,7 +59,7 @@ import numpy as np
 PARTS = ("train", "sgd_ie", "tracin_cp", "tracin_self", "dvemb", "acc_top")
 PARTS += ("acc_fast",)
 PARTS += ("acc_last_layer",)
-PARTS += ("detection", "cleanse", "lds")
+PARTS += ("detection", "cleanse", "lds", "lds_noise")
 
 
 def parse_args(argv=None):
@@ -77,6 +81,7 @@ def parse_args(argv=None):
     parser.add_argument("--remove", default="10,30,100,300,1000")
     parser.add_argument("--random-draws", type=int, default=2)
     parser.add_argument("--lds-subsets", type=int, default=50)
+    parser.add_argument("--noise-draws", type=int, default=5)
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated")
     parser.add_argument("--fresh", action="store_true", help="redo finished parts")
     parser.add_argument(
@@ -84,7 +89,8 @@ def parse_args(argv=None):
     )
     quick = dict(n_train=640, n_val=64, n_test=200, acc_top=4, last_layer_top=32)
     quick.update(remove="10,30")
-    quick.update(random_draws=1, lds_subsets=4, out="bench-out/full_pipeline-quick")
+    quick.update(random_draws=1, lds_subsets=4, noise_draws=2)
+    quick.update(out="bench-out/full_pipeline-quick")
     args = harness.parse_args(parser, argv, quick=quick)
     if args.last_epoch and args.epochs < 2:
         parser.error(f"--last-epoch needs --epochs >= 2; got {args.epochs}")
@@ -427,10 +433,49 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         store.save("lds", record, {"lds_removed": subsets.removed,
                                    "lds_values": subsets.values})  # fmt: skip
         say(f"lds: { {k: record[k] for k in scored} }")
+    if "lds_noise" in wanted and not store.done("lds_noise"):
+        changes, cost = measured(lambda: rounding_noise(run, query, args.noise_draws))
+        record = {**cost, "changes": changes, "std": float(np.std(changes))}
+        if store.done("lds"):
+            record["lds_actual_std"] = float(np.std(store.array("lds_values")))
+        store.save("lds_noise", record)
+        say(f"lds_noise: {record}")
     store.results["finished"] = datetime.datetime.now().isoformat()
     harness.write_json(store.path, store.results)
     plot(store)
     return 0
+
+
+def rounding_noise(run, query, draws: int) -> list[float]:
+    """The change of `query` when `run` is retrained (same schedule, optimizer and
+    keys) from its initial parameters times 1 + eps z per entry (eps: float32's
+    machine epsilon, z ~ N(0, 1), one draw each): how far float32 rounding alone
+    moves the result, the floor under any removal's measured effect."""
+    import jax
+    import jax.numpy as jnp
+
+    import accjax
+
+    p = run.problem
+    base = float(query(run.params))
+    eps = float(jnp.finfo(jnp.float32).eps)
+    leaves, treedef = jax.tree.flatten(p.params)
+    changes = []
+    for d in range(draws):
+        keys = jax.random.split(jax.random.key(d), len(leaves))
+        moved = [
+            x * (1 + eps * jax.random.normal(k, x.shape, x.dtype))
+            for x, k in zip(leaves, keys, strict=True)
+        ]
+        problem = accjax.Problem(
+            p.loss, jax.tree.unflatten(treedef, moved), p.data, p.l2, key=p.key
+        )
+        moved_run = accjax.train(
+            problem, run.optimizer, schedule=run.schedule,
+            progress=f"noise {d + 1}/{draws}",
+        )  # fmt: skip
+        changes.append(float(query(moved_run.params)) - base)
+    return changes
 
 
 def plot(store: Store) -> None:

@@ -281,11 +281,13 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     report = load(folder / "results.json", "date", "machine", "args", "parts")
     assert set(report["parts"]) == {
         "train", "sgd_ie", "tracin_cp", "tracin_self", "dvemb", "acc_top",
-        "acc_fast", "acc_last_layer", "detection", "cleanse", "lds",
+        "acc_fast", "acc_last_layer", "detection", "cleanse", "lds", "lds_noise",
     }  # fmt: skip
     assert len(report["parts"]["acc_top"]["targets"]) == 4
     assert "tracin_self" in report["parts"]["detection"]
     assert {"sgd_ie", "acc_fast"} <= set(report["parts"]["lds"])
+    noise = report["parts"]["lds_noise"]
+    assert len(noise["changes"]) == 2 and noise["lds_actual_std"] > 0
     assert (folder / "full_pipeline.png").is_file()
     sgd = (folder / "sgd_ie.npy").stat().st_mtime_ns
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
