@@ -47,6 +47,7 @@ which `Problem` does not have).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sys
@@ -232,7 +233,7 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         )
         key = problem.key
         key = None if key is None else jax.random.fold_in(key, start.num_steps)
-        restart = accjax.Problem(problem.loss, start.params, problem.data, key=key)
+        restart = dataclasses.replace(problem, params=start.params, key=key)
         return jax.block_until_ready(
             accjax.train(restart, optimizer, schedule=last_rows, progress=True)
         )
@@ -467,9 +468,7 @@ def rounding_noise(run, query, draws: int) -> list[float]:
             x * (1 + eps * jax.random.normal(k, x.shape, x.dtype))
             for x, k in zip(leaves, keys, strict=True)
         ]
-        problem = accjax.Problem(
-            p.loss, jax.tree.unflatten(treedef, moved), p.data, p.l2, key=p.key
-        )
+        problem = dataclasses.replace(p, params=jax.tree.unflatten(treedef, moved))
         moved_run = accjax.train(
             problem, run.optimizer, schedule=run.schedule,
             progress=f"noise {d + 1}/{draws}",
