@@ -14,6 +14,7 @@ from accjax._src.nnx_models import CifarCNN as CifarCNN
 from accjax._src.nnx_models import NnxModel as NnxModel
 from accjax._src.nnx_models import from_nnx as from_nnx
 from accjax._src.nnx_models import random_crop_flip as random_crop_flip
+from accjax._src.transformer import TextTransformer as TextTransformer
 
 __all__ = [
     "CifarCNN",
@@ -29,4 +30,5 @@ __all__ = [
     "multiclass_loss",
     "random_crop_flip",
     "softmax_cross_entropy",
+    "TextTransformer",
 ]

@@ -174,7 +174,7 @@ def test_cleanse_rejects_bad_input(setting):
     with pytest.raises(ValueError, match="neither an Influence"):
         accjax.cleanse(run, query, test=test, estimator="nope", remove=[1])
     with pytest.raises(ValueError, match="learning_rate"):
-        accjax.cleanse(run, query, test=test, estimator="tracin", remove=[1])
+        accjax.cleanse(run, query, test=test, estimator="dvemb", remove=[1])
     with pytest.raises(ValueError, match="scalar"):
         accjax.cleanse(run, query, test=lambda p: jnp.ones(2), remove=[1])
     with pytest.raises(ValueError, match="keep"):

@@ -448,6 +448,11 @@ def test_tracin_matches_written_out_sum(mlp_setup):
         run, lambda p: jnp.stack([query(p), 2 * query(p)]), learning_rate=decaying_lr
     )
     np.testing.assert_allclose(vec.values[:, 1], 2 * want, rtol=1e-9, atol=1e-14)
+    # the rates come from the run's optimizer; a stated rate is checked
+    unstated = accjax.tracin(run, query)
+    np.testing.assert_allclose(unstated.values, want, rtol=1e-9, atol=1e-14)
+    with pytest.raises(ValueError, match="models plain SGD"):
+        accjax.tracin(run, query, learning_rate=0.1)
 
 
 @pytest.mark.parametrize("checkpoints", ["epochs", np.array([1, 5, 9])])
@@ -474,8 +479,11 @@ def test_tracin_checkpoints_match_written_out_sum(mlp_setup, checkpoints):
         run, "self", learning_rate=decaying_lr, checkpoints=checkpoints
     )
     np.testing.assert_allclose(self_inf.values, want_self, rtol=1e-9)
+    np.testing.assert_allclose(
+        accjax.tracin(run, query, checkpoints=checkpoints).values, want, rtol=1e-9
+    )
     with pytest.raises(ValueError, match="`checkpoints`"):
-        accjax.tracin(run, query, learning_rate=0.1, checkpoints=np.array([0]))
+        accjax.tracin(run, query, checkpoints=np.array([0]))
 
 
 @pytest.mark.parametrize("projection_dim", [None, 6])

@@ -38,7 +38,14 @@ def adam_step(problem, unravel, batch, t, state, weights):
     m = B1 * m + (1 - B1) * g
     v = B2 * v + (1 - B2) * g**2
     m_hat, v_hat = m / (1 - B1 ** (t + 1)), v / (1 - B2 ** (t + 1))
-    return theta - LR * m_hat / (jnp.sqrt(v_hat) + EPS), m, v
+    return theta - LR * m_hat / (sqrt_flat_at_zero(v_hat) + EPS), m, v
+
+
+def sqrt_flat_at_zero(v):
+    """sqrt(v) with derivative 0 where v = 0 (written with two `where`s, not
+    accjax's rule): the derivative where v's gradient has always been 0."""
+    positive = v > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, v, 1.0)), 0.0)
 
 
 # Compiled once (batch, step and weights traced): the loop below stays a plain
@@ -129,18 +136,140 @@ def test_clipped_and_weight_decayed_chains_run_and_empty_window_is_sgd_ie():
     assert accjax.metrics.kendall(exact, acc) > 0.5
 
 
-def test_adam_at_zero_gradient_names_eps_root():
-    problem, val = quadratic_problem()
-    x, y = problem.data
-    x = x.at[:, 0].set(0.0)  # w[0] never gets a gradient: v stays 0 there
-    params = {"w": problem.params["w"], "b": problem.params["b"]}
-    problem = accjax.Problem(problem.loss, params, (x, y))  # no L2
-    query = accjax.mean_loss(problem.loss, val)
-    run = accjax.train(problem, optax.adam(0.05), batch_size=5, epochs=2)
-    for estimator in (accjax.sgd_ie, accjax.acc_sgd_ie):
-        with pytest.raises(FloatingPointError, match="eps_root"):
-            estimator(run, query)
-    fixed = accjax.train(
-        problem, optax.adam(0.05, eps_root=1e-8), batch_size=5, epochs=2
-    )
-    assert np.all(np.isfinite(accjax.acc_sgd_ie(fixed, query).values))
+def embedding_problem(n=10, vocab=12, length=3, dim=2, seed=0):
+    """Bag-of-tokens logistic regression through an embedding table, no L2:
+    token ids 8-11 occur only in examples 6-9, and id 11 in none, so Adam's
+    second moment is exactly 0 on those rows until (or after) they are used."""
+    rng = np.random.RandomState(seed)
+    tokens = rng.randint(0, 8, (n, length))
+    tokens[6:, 0] = [8, 9, 10, 8]
+    y = rng.randint(0, 2, n).astype(np.float64)
+    params = {
+        "emb": jnp.asarray(rng.randn(vocab, dim) * 0.5),
+        "w": jnp.asarray(rng.randn(dim)),
+    }
+
+    def apply(p, t):
+        return jnp.mean(p["emb"][t], axis=0) @ p["w"]
+
+    loss = accjax.models.binary_loss(apply)
+    val = (jnp.asarray(rng.randint(0, 11, (4, length))), jnp.asarray([0.0, 1, 1, 0]))
+    problem = accjax.Problem(loss, params, (jnp.asarray(tokens), jnp.asarray(y)))
+    return problem, val
+
+
+@pytest.fixture(scope="module")
+def embedding_setup():
+    problem, val = embedding_problem()
+    # examples 6-9 first appear in the second epoch's batches
+    schedule = np.array([[0, 1, 2, 3], [4, 5, 0, 1], [6, 7, 2, 3], [8, 9, 4, 5]])
+    run = accjax.train(problem, optax.adam(LR, B1, B2, EPS), schedule=schedule)
+    return problem, run, accjax.mean_loss(problem.loss, val)
+
+
+@pytest.mark.parametrize(
+    "estimator, mode",
+    [
+        (accjax.sgd_ie, "sgd_ie"),
+        (accjax.acc_sgd_ie, "acc"),
+        (accjax.loo_retrain, "loo"),
+    ],
+    ids=["adam-ie", "acc-adam-ie", "loo"],
+)
+def test_adam_defaults_with_untouched_embedding_rows(embedding_setup, estimator, mode):
+    """optax's eps_root = 0 with rows whose gradient is exactly 0: finite, and
+    equal to the hand-written reference whose sqrt is flat at 0."""
+    problem, run, query = embedding_setup
+    targets = np.array([0, 4, 6, 9])
+    got = estimator(run, query, targets=targets)
+    assert np.all(np.isfinite(got.values))
+    for i, k in enumerate(targets):
+        want = reference(problem, run.schedule, query, int(k), mode)
+        np.testing.assert_allclose(got.values[i], want, rtol=1e-9, atol=1e-13)
+
+
+def test_adam_ie_with_untouched_rows_is_the_weight_derivative(embedding_setup):
+    """Adam-IE is -d f / d w_k: central finite differences of f(train(w)) in
+    target k's weight, the runs written out with optax's own update (no
+    derivative of sqrt anywhere)."""
+    problem, run, query = embedding_setup
+    optimizer = run.optimizer
+
+    def final_query(k, weight):
+        params, state = problem.params, optimizer.init(problem.params)
+        for batch in np.asarray(run.schedule):
+            w = jnp.where(jnp.asarray(batch) == k, weight, 1.0)
+            rows = [jax.tree.map(lambda a, i=i: a[i], problem.data) for i in batch]
+            objective = lambda p, w=w, rows=rows: (
+                sum(w[s] * problem.loss(p, row) for s, row in enumerate(rows))
+                / len(rows)
+            )
+            updates, state = optimizer.update(jax.grad(objective)(params), state)
+            params = optax.apply_updates(params, updates)
+        return query(params)
+
+    got = accjax.sgd_ie(run, query, targets=np.array([6, 9]))
+    h = 1e-5
+    for i, k in enumerate([6, 9]):
+        fd = -(final_query(k, 1 + h) - final_query(k, 1 - h)) / (2 * h)
+        np.testing.assert_allclose(got.values[i], fd, rtol=1e-5, atol=1e-10)
+
+
+def test_sqrt_derivative_is_zero_at_zero_only():
+    from accjax._src.zero_sqrt import sqrt_zero_derivative
+
+    x = jnp.array([0.0, 4.0, -1.0])
+    y, dy = jax.jvp(sqrt_zero_derivative, (x,), (jnp.ones(3),))
+    np.testing.assert_array_equal(y[:2], [0.0, 2.0])
+    np.testing.assert_array_equal(dy[:2], [0.0, 0.25])
+    assert np.isnan(y[2]) and np.isnan(dy[2])  # a negative argument stays nan
+    (ct,) = jax.vjp(sqrt_zero_derivative, x)[1](jnp.ones(3))
+    np.testing.assert_array_equal(ct[:2], [0.0, 0.25])
+
+
+def test_divergence_through_adam_is_still_reported():
+    """The rule touches sqrt's derivative at 0 only: an infinite curvature (the
+    loss |r|^1.5 at r = 0, met by example 0 at step 0) still fails with its
+    step, under optax's default Adam."""
+    x = jnp.asarray(np.random.RandomState(0).randn(8, 2))
+    y = jnp.asarray([0.0, 1, -1, 2, 1, -1, 0.5, 1])
+    loss = lambda p, ex: jnp.abs(ex[0] @ p["w"] - ex[1]) ** 1.5
+    problem = accjax.Problem(loss, {"w": jnp.zeros(2)}, (x, y))
+    schedule = np.array([[0, 1, 2, 3], [4, 5, 6, 7], [1, 0, 3, 2]])
+    run = accjax.train(problem, optax.adam(LR), schedule=schedule)
+    query = accjax.mean_loss(loss, (x[:3], y[:3] + 1))
+    with pytest.raises(FloatingPointError, match="step 0"):
+        accjax.acc_sgd_ie(run, query, targets=np.array([0]))
+
+
+def test_tracin_through_adam_is_the_linearised_update(embedding_setup):
+    """Adam-aware TracIn: -sum_t <grad f(theta_t), M_t g_k> / |S_t|, with M_t
+    the Jacobian in the gradient of the hand-written Adam step (sqrt flat at
+    0) at the batch gradient; a stated learning rate is refused."""
+    problem, run, query = embedding_setup
+    theta, unravel = ravel_pytree(problem.params)
+    m = v = jnp.zeros_like(theta)
+
+    def move(g, m, v, t):
+        m, v = B1 * m + (1 - B1) * g, B2 * v + (1 - B2) * g**2
+        m_hat, v_hat = m / (1 - B1 ** (t + 1)), v / (1 - B2 ** (t + 1))
+        return -LR * m_hat / (sqrt_flat_at_zero(v_hat) + EPS), m, v
+
+    def grad_k(theta, i):
+        row = jax.tree.map(lambda a: a[i], problem.data)
+        return jax.grad(lambda f: problem.loss(unravel(f), row))(theta)
+
+    want = np.zeros(problem.num_examples)
+    for t, batch in enumerate(np.asarray(run.schedule)):
+        grads = [grad_k(theta, i) for i in batch]
+        g = sum(grads) / len(batch)
+        jac = jax.jacfwd(lambda g, m=m, v=v, t=t: move(g, m, v, t)[0])(g)
+        u = jax.grad(lambda f: query(unravel(f)))(theta)
+        for i, g_i in zip(batch, grads, strict=True):
+            want[i] -= float(u @ jac @ g_i) / len(batch)
+        step, m, v = move(g, m, v, t)
+        theta = theta + step
+    got = accjax.tracin(run, query)
+    np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-13)
+    with pytest.raises(ValueError, match="models plain SGD"):
+        accjax.tracin(run, query, learning_rate=LR)

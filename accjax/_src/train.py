@@ -20,6 +20,7 @@ from accjax._src.problem import (
     example_losses,
 )
 from accjax._src.schedule import check_schedule, make_schedule
+from accjax._src.zero_sqrt import optimizer_update
 
 
 def param_dtype(params: Params):
@@ -57,10 +58,11 @@ def update(problem, optimizer, state: TrainState, indices, weights, t):
 
     The new parameters are `optax.apply_updates(state.params, updates)`;
     estimators use the updates themselves to form differences of two steps
-    without cancelling against the (much larger) parameters.
+    without cancelling against the (much larger) parameters. Differentiated,
+    the derivative of a `sqrt` at 0 inside the optimizer is 0 (`zero_sqrt`).
     """
     grads = batch_grad(problem, state.params, indices, weights, t)
-    return optimizer.update(grads, state.opt_state, state.params)
+    return optimizer_update(optimizer, grads, state.opt_state, state.params)
 
 
 def step(problem, optimizer, state: TrainState, indices, weights, t) -> TrainState:
@@ -120,10 +122,10 @@ def mark_bad_step(bad, t, tree) -> jax.Array:
     return jnp.where((bad < 0) & ~all_finite(tree), t, bad).astype(bad.dtype)
 
 
-ADAM_HINT = (
-    " With Adam-type optimizers, the derivative of sqrt(v) at v = 0 (a parameter "
-    "whose gradient was exactly 0, e.g. behind a dead ReLU) is infinite: pass "
-    "eps_root > 0, e.g. optax.adam(lr, eps_root=1e-8)."
+DERIVATIVE_HINT = (
+    " A derivative is infinite there: the loss's curvature at a kink (e.g. "
+    "|r|^p, p < 2, at r = 0) or the optimizer's update (a sqrt of 0 is "
+    "differentiated as 0 only where its argument is exactly 0)."
 )
 
 
@@ -136,7 +138,7 @@ def raise_if_bad_step(bad_step, what: str, *, derivative: bool = False) -> None:
         raise FloatingPointError(
             f"{what} produced non-finite values at step {bad} (0-based). Lower the "
             "learning rate, add L2, or check the data for inf/nan."
-            + (ADAM_HINT if derivative else "")
+            + (DERIVATIVE_HINT if derivative else "")
         )
 
 

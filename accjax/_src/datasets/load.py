@@ -65,7 +65,7 @@ DATASETS: tuple[str, ...] = tuple(_DATASETS)
 _POOLS: dict[tuple, Pool] = {}
 
 
-def _file_state(name: str, data_dir) -> tuple:
+def file_state(name: str, data_dir) -> tuple:
     if _DATASETS[name].folder is None:
         return ()
     folder, _ = paths.dataset_folder(_DATASETS[name].folder, data_dir)
@@ -83,7 +83,7 @@ def load_pool(name: str, data_dir=None) -> Pool:
     """All rows of data set `name`, parsed once per process and file state."""
     check_name(name)
     return _cached(
-        (name, _file_state(name, data_dir)), _DATASETS[name].pool_fn, data_dir
+        (name, file_state(name, data_dir)), _DATASETS[name].pool_fn, data_dir
     )
 
 
@@ -136,12 +136,12 @@ def _official_pools(name: str, data_dir) -> tuple[Pool, Pool]:
             )
             for rows in (slice(0, num_train), slice(num_train, None))
         )
-    key = (name, "official-test", _file_state(name, data_dir))
+    key = (name, "official-test", file_state(name, data_dir))
     test_fn = partial(mnist.load_pool, binary=name == "mnist", part="test")
     return load_pool(name, data_dir), _cached(key, test_fn, data_dir)
 
 
-def _check_count(what: str, value, available: int, *, allow_none: bool) -> int:
+def check_count(what: str, value, available: int, *, allow_none: bool) -> int:
     if value is None and allow_none:
         return available
     if (
@@ -162,9 +162,9 @@ def _official_rows(name, train_pool, test_pool, n_train, n_val, n_test, seed):
     train = the rest in file order (the first n_train of them), test = the first
     n_test of the official test set in file order."""
     available = train_pool.y.shape[0]
-    n_val = _check_count("n_val", n_val, available - 1, allow_none=False)
-    n_train = _check_count("n_train", n_train, available - n_val, allow_none=True)
-    n_test = _check_count("n_test", n_test, test_pool.y.shape[0], allow_none=True)
+    n_val = check_count("n_val", n_val, available - 1, allow_none=False)
+    n_train = check_count("n_train", n_train, available - n_val, allow_none=True)
+    n_test = check_count("n_test", n_test, test_pool.y.shape[0], allow_none=True)
     if n_train < 1:
         raise ValueError(f"`n_train` must be >= 1 for {name!r}; got {n_train}.")
     order = np.random.RandomState(seed).permutation(available)

@@ -50,13 +50,15 @@ def strip_quoting(text: str) -> str:
     return "\n".join(line for line in text.split("\n") if not _QUOTE_RE.search(line))
 
 
-def read_archive(path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
+def read_archive(
+    path, categories=CATEGORIES
+) -> tuple[dict[str, list[tuple[str, str]]], dict]:
     """Reads the tarball.
 
     Returns:
       `names`: subset -> every `(category, file name)` in the subset (all 20
-      categories), and `docs`: `(subset, category, file name) -> bytes` for the
-      two categories used here.
+      categories), and `docs`: `(subset, category, file name) -> bytes` for
+      `categories` (default the two of the binary task; None: all).
     """
     names: dict[str, list[tuple[str, str]]] = {s: [] for s in SUBSETS}
     docs: dict[tuple[str, str, str], bytes] = {}
@@ -69,7 +71,7 @@ def read_archive(path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
                 subset = parts[0].removeprefix("20news-bydate-")
                 if subset in names:
                     names[subset].append((parts[1], parts[2]))
-                    if parts[1] in CATEGORIES:
+                    if categories is None or parts[1] in categories:
                         key = (subset, parts[1], parts[2])
                         docs[key] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
@@ -78,7 +80,7 @@ def read_archive(path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
             f"and {files.fetch_hint('news20')}."
         ) from err
     for subset in SUBSETS:
-        for category in CATEGORIES:
+        for category in CATEGORIES if categories is None else categories:
             if not any(c == category for c, _ in names[subset]):
                 raise ValueError(
                     f"news20: `{path}` has no documents under "
@@ -87,17 +89,21 @@ def read_archive(path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
     return names, docs
 
 
-def subset_texts(names, docs, subset: str) -> tuple[list[str], np.ndarray]:
-    """Stripped texts and labels of one subset, in scikit-learn's order.
+def subset_texts(
+    names, docs, subset: str, categories=CATEGORIES
+) -> tuple[list[str], np.ndarray]:
+    """Stripped texts and labels (the index in `categories`) of one subset.
 
-    `load_files` lists all 20 categories (folders and files sorted by name) and
-    shuffles them with `RandomState(0)`; `fetch_20newsgroups` keeps the two
-    categories in that order and shuffles again with `RandomState(42)`.
+    In scikit-learn's order for the two categories: `load_files` lists all 20
+    categories (folders and files sorted by name) and shuffles them with
+    `RandomState(0)`; `fetch_20newsgroups` keeps the two categories in that
+    order and shuffles again with `RandomState(42)`. Other `categories` are
+    ordered by the same two shuffles.
     """
     listing = sorted(names[subset])
     order = np.arange(len(listing))
     np.random.RandomState(0).shuffle(order)
-    kept = [listing[i] for i in order if listing[i][0] in CATEGORIES]
+    kept = [listing[i] for i in order if listing[i][0] in categories]
     shuffle = np.arange(len(kept))
     np.random.RandomState(42).shuffle(shuffle)
     texts, labels = [], []
@@ -105,7 +111,7 @@ def subset_texts(names, docs, subset: str) -> tuple[list[str], np.ndarray]:
         category, base = kept[i]
         text = docs[(subset, category, base)].decode("latin1")
         texts.append(strip_quoting(strip_footer(strip_header(text))))
-        labels.append(CATEGORIES.index(category))
+        labels.append(categories.index(category))
     return texts, np.asarray(labels, np.int64)
 
 

@@ -37,6 +37,7 @@ from accjax._src.train import (
     raise_if_bad_step,
     step,
 )
+from accjax._src.zero_sqrt import optimizer_update
 
 
 class _FloatView:
@@ -206,7 +207,9 @@ def _acc_step(problem, optimizer, view, z, d, inv, t, indices, in_window, source
 
     def optimizer_step(g, zf):
         state = view.merge(zf, z)
-        updates, opt_state = optimizer.update(g, state.opt_state, state.params)
+        updates, opt_state = optimizer_update(
+            optimizer, g, state.opt_state, state.params
+        )
         return view.floats(TrainState(updates, opt_state)), opt_state
 
     zf = view.floats(z)

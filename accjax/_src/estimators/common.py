@@ -210,8 +210,11 @@ def counterfactual_weights(indices: jax.Array, target, dtype) -> jax.Array:
     return jnp.where((indices == target) & (target >= 0), 0, 1).astype(dtype)
 
 
-def check_plain_sgd(run: Run, learning_rate, name: str) -> None:
-    """Raises unless the run's first steps moved params by -learning_rate * gradient."""
+def check_plain_sgd(run: Run, learning_rate, name: str, advice: str = "") -> None:
+    """Raises unless the run's first steps moved params by -learning_rate * gradient.
+
+    `advice` ends the message (default: pass the run's rate, or use an
+    estimator that follows any optimizer)."""
     if isinstance(run.schedule, jax.core.Tracer):
         return
     problem, z = run.problem, init_state(run.problem, run.optimizer)
@@ -227,9 +230,12 @@ def check_plain_sgd(run: Run, learning_rate, name: str) -> None:
                 f"{name} models plain SGD (params -= learning_rate(t) * gradient), "
                 f"but at step {t} the run's optimizer moved the parameters by "
                 f"{np.asarray(moved)[:3]}... where -learning_rate({t}) * gradient is "
-                f"{np.asarray(want)[:3]}.... Pass the learning rate the run was "
-                "trained with, or use sgd_ie / acc_sgd_ie, which follow any optax "
-                "optimizer."
+                f"{np.asarray(want)[:3]}.... "
+                + (
+                    advice
+                    or "Pass the learning rate the run was trained with, or use "
+                    "sgd_ie / acc_sgd_ie, which follow any optax optimizer."
+                )
             )
         z = step(problem, run.optimizer, z, indices, ones, t)
 

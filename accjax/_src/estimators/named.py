@@ -28,7 +28,7 @@ NAMES = (
     "influence_function",
 )
 # The estimators that model plain SGD and take the run's learning rate.
-NEED_LEARNING_RATE = ("acc_sgd_ie_fast", "tracin", "tracin_cp", "dvemb", "acc_dvemb")
+NEED_LEARNING_RATE = ("acc_sgd_ie_fast", "dvemb", "acc_dvemb")
 # DVEmb by name works in the full space up to this many parameters, else
 # projects to it (its backward sweep holds a d x d matrix).
 DVEMB_MAX_DIM = 2048
@@ -80,16 +80,9 @@ def estimate(
         return acc_sgd_ie_fast(
             run, query, learning_rate=learning_rate, progress=progress
         )
-    if name == "tracin":
-        return tracin(run, query, learning_rate=learning_rate, progress=progress)
-    if name == "tracin_cp":
-        return tracin(
-            run,
-            query,
-            learning_rate=learning_rate,
-            checkpoints="epochs",
-            progress=progress,
-        )
+    if name in ("tracin", "tracin_cp"):
+        checkpoints = "epochs" if name == "tracin_cp" else None
+        return tracin(run, query, checkpoints=checkpoints, progress=progress)
     if name in ("dvemb", "acc_dvemb"):
         size = ravel_pytree(run.problem.params)[0].shape[0]
         fn = dvemb if name == "dvemb" else acc_dvemb

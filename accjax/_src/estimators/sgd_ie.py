@@ -14,7 +14,7 @@ from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
 from accjax._src.problem import Influence, Run
 from accjax._src.schedule import check_per_epoch
-from accjax._src.train import ADAM_HINT, init_state, param_dtype, step
+from accjax._src.train import DERIVATIVE_HINT, init_state, param_dtype, step
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -372,7 +372,8 @@ def sgd_ie(
     common.check_finite(
         values,
         "sgd_ie produced non-finite influence values; check that training "
-        "itself stayed finite and the query is finite at the final params." + ADAM_HINT,
+        "itself stayed finite and the query is finite at the final params."
+        + DERIVATIVE_HINT,
     )
     if groups is None:
         return Influence(targets, values[targets])

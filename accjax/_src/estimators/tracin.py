@@ -7,56 +7,75 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
-from accjax._src.problem import Influence, Run, example_grads, example_loss
+from accjax._src.problem import (
+    Influence,
+    Run,
+    TrainState,
+    example_grads,
+    example_loss,
+)
 from accjax._src.schedule import epochs_of
-from accjax._src.train import init_state, param_dtype, step
+from accjax._src.train import batch_grad, init_state, param_dtype
+from accjax._src.zero_sqrt import optimizer_update
 
 
-def _dot_with(query_grads, example_grads):
-    """<grad f, grad loss_i> for each example: `(B,)` or `(B, Q)`."""
+def _dot_with(query_grads, rows):
+    """<grad f, row_i> for each row: `(B,)` or `(B, Q)`."""
     per_leaf = jax.tree.map(
         lambda q, e: jnp.einsum(
             "b...,...->b" if q.ndim == e.ndim - 1 else "b...,q...->bq", e, q
         ),
         query_grads,
-        example_grads,
+        rows,
     )
     return sum(jax.tree.leaves(per_leaf))
 
 
-def _squared_norms(example_grads):
-    """|grad loss_i|^2 for each example: `(B,)`."""
+def _row_dots(a, b):
+    """<a_i, b_i> for each row of two pytrees with a leading `(B,)` axis."""
     per_leaf = jax.tree.map(
-        lambda e: jnp.sum(jnp.square(e).reshape(e.shape[0], -1), axis=1),
-        example_grads,
+        lambda x, y: jnp.sum((x * y).reshape(x.shape[0], -1), axis=1), a, b
     )
     return sum(jax.tree.leaves(per_leaf))
 
 
 def _scorer(query, params):
-    """`(score, out_shape)`: `score(params)` maps per-example gradients at those
-    params to `(B,)` or `(B, Q)` dot products with the query's gradient there,
-    or, for `query=None`, to the self-influence scores |grad loss_i|^2."""
+    """`(score, out_shape)`: `score(params)(grads, moves)` maps per-example
+    gradients g_i and the parameter moves they cause to `(B,)` or `(B, Q)`
+    values -<grad f(params), move_i>, or, for `query=None` (self-influence),
+    -<g_i, move_i>."""
     if query is None:
-        return (lambda p: _squared_norms), ()
+        return (lambda p: lambda grads, moves: -_row_dots(grads, moves)), ()
     out_shape = jax.eval_shape(query, params).shape
     jac = jax.jacrev(query) if out_shape else jax.grad(query)
 
     def score(p):
         q = jac(p)
-        return lambda grads: _dot_with(q, grads)
+        return lambda grads, moves: -_dot_with(q, moves)
 
     return score, out_shape
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("optimizer", "learning_rate", "with_progress"),
-)
-def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_progress):
+def _linear_step(problem, optimizer, z, indices, t):
+    """`(z_{t+1}, move)`: the factual step from z = z_t, and `move(g)`, the
+    linear map from a gradient to the parameter update it causes at this step
+    (the optax update linearised in its gradient at the batch gradient; for
+    SGD, -lr_t g). The step's values are those of `train.step`."""
+    ones = jnp.ones(indices.shape, param_dtype(z.params))
+    grads = batch_grad(problem, z.params, indices, ones, t)
+    (updates, opt_state), linear = jax.linearize(
+        lambda g: optimizer_update(optimizer, g, z.opt_state, z.params), grads
+    )
+    z = TrainState(optax.apply_updates(z.params, updates), opt_state)
+    return z, jax.vmap(lambda g: linear(g)[0])
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
+def _tracin_all(problem, optimizer, schedule, *, query, with_progress):
     n = problem.num_examples
     num_steps = schedule.shape[0]
     dtype = param_dtype(problem.params)
@@ -67,15 +86,14 @@ def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_prog
         t, indices = xs
         valid = indices >= 0
         grads = example_grads(problem, z.params, indices, t)
-        dots = score(z.params)(grads)
-        lr = common.learning_rate_at(learning_rate, t)
-        scale = jnp.where(valid, lr / jnp.sum(valid), 0).astype(dtype)
+        z_next, move = _linear_step(problem, optimizer, z, indices, t)
+        dots = score(z.params)(grads, move(grads))
+        scale = jnp.where(valid, 1 / jnp.sum(valid), 0).astype(dtype)
         contrib = scale.reshape((-1,) + (1,) * (dots.ndim - 1)) * dots
         values = values.at[jnp.where(valid, indices, n)].add(contrib, mode="drop")
-        ones = jnp.ones(indices.shape, dtype)
         if with_progress:
             progress_lib.tick(t + 1, num_steps)
-        return (step(problem, optimizer, z, indices, ones, t), values), None
+        return (z_next, values), None
 
     values = jnp.zeros((n, *out_shape), dtype)
     carry = (init_state(problem, optimizer), values)
@@ -83,37 +101,35 @@ def _tracin_all(problem, optimizer, schedule, *, query, learning_rate, with_prog
     return values
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("optimizer", "learning_rate", "with_progress"),
-)
-def _tracin_checkpoints(
-    problem, optimizer, schedule, saved, *, query, learning_rate, with_progress
-):
-    """TracInCP: the sum over the steps with `saved[t]` of
-    lr_t / mean|S| <grad f, grad loss_i> at the params after step t, all i."""
+@functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
+def _tracin_checkpoints(problem, optimizer, schedule, saved, *, query, with_progress):
+    """TracInCP: the sum over the steps t with `saved[t]` of
+    -<grad f, move_t(grad loss_i)> / mean|S| at the params after step t, all i
+    (move_t: step t's update linearised in its gradient)."""
     n = problem.num_examples
     num_steps = schedule.shape[0]
     dtype = param_dtype(problem.params)
     score, out_shape = _scorer(query, problem.params)
     mean_size = jnp.sum(schedule >= 0) / num_steps
 
-    def dots(params, t):
+    def dots(params, t, move):
         grad = jax.grad(example_loss, argnums=1)
         at_params = score(params)
-        one = lambda xs: at_params(
-            jax.tree.map(lambda a: a[None], grad(problem, params, *xs, t))
-        )[0]
+
+        def one(xs):
+            g = jax.tree.map(lambda a: a[None], grad(problem, params, *xs, t))
+            return at_params(g, move(g))[0]
+
         xs = (problem.data, jnp.arange(n))
         return jax.lax.map(one, xs, batch_size=256)
 
     def body(carry, xs):
         z, values = carry
         t, indices, keep = xs
-        z = step(problem, optimizer, z, indices, jnp.ones(indices.shape, dtype), t)
-        scale = (common.learning_rate_at(learning_rate, t) / mean_size).astype(dtype)
+        z, move = _linear_step(problem, optimizer, z, indices, t)
+        scale = (1 / mean_size).astype(dtype)
         values = jax.lax.cond(
-            keep, lambda v: v + scale * dots(z.params, t), lambda v: v, values
+            keep, lambda v: v + scale * dots(z.params, t, move), lambda v: v, values
         )
         if with_progress:
             progress_lib.tick(t + 1, num_steps)
@@ -153,40 +169,49 @@ def tracin(
     run: Run,
     query,
     *,
-    learning_rate,
+    learning_rate=None,
     targets=None,
     checkpoints=None,
     progress=False,
 ) -> Influence:
     """TracIn: each example's first-order effect at the steps that held it.
 
-    influence(k) ~ sum over steps t with k in S_t of
-    (lr_t / |S_t|) <grad f(params_t), grad loss_k(params_t)>:
-    what SGD-IE would give if every step's Jacobian were the identity and the
-    query's gradient were taken at the current rather than the final params.
-    Same sign convention as the other estimators (removing a helpful example
-    raises a validation loss: positive).
+    influence(k) ~ -sum over steps t with k in S_t of
+    <grad f(params_t), M_t grad loss_k(params_t)> / |S_t|, where M_t is the
+    run's optimizer update at step t linearised in its gradient (the move
+    that a change of the batch gradient causes at that step). For plain SGD
+    M_t = -lr_t I, and this is Pruthi et al.'s sum of
+    (lr_t / |S_t|) <grad f(params_t), grad loss_k(params_t)>; for Adam it is
+    the Adam-aware TracIn of LESS (each gradient through the step's
+    preconditioner, its second-moment term included). What SGD-IE would give if
+    every step's Jacobian were the identity, the query's gradient taken at the
+    current rather than the final params, and an optimizer's memory (momentum,
+    the moments of later steps) ignored. Same sign convention as the other
+    estimators (removing a helpful example raises a validation loss: positive).
 
     Args:
       run: from `accjax.train`; replayed step by step.
       query: `f(params) -> scalar` or `(num_queries,)` vector; or "self" for
         each example's self-influence, the query being its own training loss:
-        the sum of (lr_t / |S_t|) |grad loss_k(params_t)|^2 (with checkpoints,
-        of (lr_{c-1} / mean|S|) |grad loss_k(params_c)|^2), >= 0, large where
-        the model has to be pushed hardest to fit k (mislabelled examples are
-        found by ranking it largest first: `metrics.detection(...,
-        largest_first=True)`). With a key, k's loss gets the same step key as
-        in training.
-      learning_rate: the step size of each step: a float, or an optax-style
-        schedule `lr(step_index)` (step index from 0). TracIn is defined for
-        SGD; with another optimizer, pass the rate you want to weight by.
+        the sum of -<grad loss_k, M_t grad loss_k> / |S_t| (for SGD,
+        (lr_t / |S_t|) |grad loss_k(params_t)|^2; with checkpoints, at
+        params_c with step c - 1's M and mean|S|), >= 0 for SGD and Adam,
+        large where the model has to be pushed hardest to fit k (mislabelled
+        examples are found by ranking it largest first:
+        `metrics.detection(..., largest_first=True)`). With a key, k's loss
+        gets the same step key as in training.
+      learning_rate: optional; the step sizes come from the run's optimizer.
+        If given (a float or a schedule `lr(step_index)`), the run is checked
+        to be plain SGD with this rate, and a run that is not is refused
+        (`ValueError`).
       targets: int array `(num_targets,)`; None means all. Every example is
         computed either way.
       checkpoints: None for the ideal sum over the steps holding k (above).
         Otherwise TracInCP, the checkpoint variant: the sum over checkpoints c
-        of (lr_{c-1} / mean|S|) <grad f(params_c), grad loss_k(params_c)> for
-        every example, params_c the parameters after c steps and mean|S| the
-        run's mean batch size. "epochs": a checkpoint at the end of each
+        of -<grad f(params_c), M_{c-1} grad loss_k(params_c)> / mean|S| (for
+        SGD, (lr_{c-1} / mean|S|) <grad f(params_c), grad loss_k(params_c)>)
+        for every example, params_c the parameters after c steps and mean|S|
+        the run's mean batch size. "epochs": a checkpoint at the end of each
         epoch (`accjax.epochs_of`), where each example occurs once per epoch,
         so the scale matches the ideal sum; or a 1-D int array of step counts
         in [1, num_steps].
@@ -196,6 +221,10 @@ def tracin(
     Returns:
       Influence with `values` `(num_targets,)` (or `(num_targets, num_queries)`)
       and no `param_shift`.
+
+    Raises:
+      ValueError: if `learning_rate` is given and the run is not plain SGD
+        with that rate.
     """
     if isinstance(query, str) and query == "self":
         common.check_run_only(run)
@@ -203,16 +232,22 @@ def tracin(
     else:
         query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
-    common.check_learning_rate(learning_rate)
-    options = dict(query=query, learning_rate=learning_rate)
+    if learning_rate is not None:
+        common.check_learning_rate(learning_rate)
+        common.check_plain_sgd(
+            run,
+            learning_rate,
+            "tracin with `learning_rate`",
+            "Leave `learning_rate` out: tracin follows the run's own optimizer.",
+        )
     args = (run.problem, run.optimizer, run.schedule)
     with progress_lib.reporting(progress, "tracin") as with_progress:
         if checkpoints is None:
-            values = _tracin_all(*args, with_progress=with_progress, **options)
+            values = _tracin_all(*args, query=query, with_progress=with_progress)
         else:
             saved = _saved_steps(checkpoints, run.schedule)
             values = _tracin_checkpoints(
-                *args, saved, with_progress=with_progress, **options
+                *args, saved, query=query, with_progress=with_progress
             )
         jax.block_until_ready(values)
     common.check_finite(
