@@ -273,3 +273,36 @@ def test_tracin_through_adam_is_the_linearised_update(embedding_setup):
     np.testing.assert_allclose(got.values, want, rtol=1e-9, atol=1e-13)
     with pytest.raises(ValueError, match="models plain SGD"):
         accjax.tracin(run, query, learning_rate=LR)
+
+
+def test_every_option_runs_on_adam_defaults_with_untouched_rows(embedding_setup):
+    """The options of sgd_ie and acc_sgd_ie on optax's default Adam (eps_root =
+    0, rows with v = 0): each agrees with the default call, as it must."""
+    problem, run, query = embedding_setup
+    base = accjax.sgd_ie(run, query)
+    for storage in ("states", 2, "nested"):
+        got = accjax.sgd_ie(run, query, storage=storage, memory_budget=None)
+        np.testing.assert_allclose(got.values, base.values, rtol=1e-10, atol=1e-14)
+    split = accjax.sgd_ie(run, query, per_epoch=True)
+    np.testing.assert_allclose(split.per_epoch.sum(1), base.values, rtol=1e-10)
+    acc = accjax.acc_sgd_ie(run, query)
+    for options in (
+        dict(chunk_size=3),
+        dict(per_epoch=True),
+        dict(params_subset=lambda path, leaf: True),
+    ):
+        got = accjax.acc_sgd_ie(run, query, **options)
+        np.testing.assert_allclose(got.values, acc.values, rtol=1e-10, atol=1e-14)
+    nowhere = accjax.acc_sgd_ie(run, query, window=slice(0, 0))
+    np.testing.assert_allclose(nowhere.values, base.values, rtol=1e-9, atol=1e-14)
+    for options in (
+        dict(readout="nonlinear"),
+        dict(params_subset=lambda path, leaf: "w" in jax.tree_util.keystr(path)),
+    ):
+        assert np.all(np.isfinite(accjax.acc_sgd_ie(run, query, **options).values))
+    subsets = accjax.subset_retrain(run, query, num_subsets=3)
+    assert np.all(np.isfinite(subsets.values))
+    test = {"loss": query}
+    cleansed = accjax.cleanse(run, query, test=test, estimator="acc_sgd_ie", remove=[2])
+    assert np.isfinite(cleansed.results["acc_sgd_ie"]["loss"]).all()
+    assert cleansed.replay_error < 1e-12
