@@ -19,6 +19,7 @@ from accjax._src.transformer import TextTransformer as TextTransformer
 __all__ = [
     "CifarCNN",
     "NnxModel",
+    "TextTransformer",
     "binary_cross_entropy",
     "binary_error",
     "binary_loss",
@@ -30,5 +31,4 @@ __all__ = [
     "multiclass_loss",
     "random_crop_flip",
     "softmax_cross_entropy",
-    "TextTransformer",
 ]

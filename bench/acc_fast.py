@@ -1,9 +1,13 @@
-"""ACC's accuracy at SGD-IE's cost: `acc_sgd_ie_fast` against full ACC (issue 13).
+"""ACC's accuracy at SGD-IE's cost: `acc_sgd_ie_fast` against full ACC.
 
     python bench/acc_fast.py --data-dir ../shared/data            # the grid, float64
     python bench/acc_fast.py --data-dir ../shared/data --grid map --seeds 2 \
         --out bench-out/acc_map.json                               # where ACC pays
+    python bench/acc_fast.py --data-dir ../shared/data --grid optimizers --seeds 2 \
+        --out bench-out/acc_optimizers.json                        # SGD, momentum, Adam
     python bench/acc_fast.py --data-dir ../shared/data --quick    # a smoke test
+
+A rerun with the same --out resumes: settings already in it are kept.
 
 For each setting (data set, model, batch size, epochs, seed; n = --n training and
 validation rows, the reference recipes of `accjax experiment`): exact retraining
@@ -13,7 +17,10 @@ Per estimator: RMSE and Kendall against the truth, the fraction of ACC's gain ke
 a second call (compilation excluded) relative to SGD-IE's in the same setting;
 and the relative size of each correction, |x - SGD-IE| / |SGD-IE| (`acc_sgd_ie_fast`'s
 is the candidate predictor of whether full ACC pays). `--grid map` runs Adult and
-MNIST x both models x batch size (10, 20, 50, 100) x epochs (2, 10, 40). Writes JSON
+MNIST x both models x batch size (10, 20, 50, 100) x epochs (2, 10, 40);
+`--grid optimizers` Adult x both models x optimizer (plain SGD; SGD with momentum
+0.9; Adam, optax's defaults at lr 0.01) x batch size (10, 50, 100) x epochs (2, 10,
+40). Writes JSON
 (rows after every setting), and beside it a bar chart of the gain kept (.png) and ACC's
 RMSE change against the predictor (-predictor.png).
 """
@@ -21,6 +28,7 @@ RMSE change against the predictor (-predictor.png).
 from __future__ import annotations
 
 import datetime
+import json
 import statistics
 import sys
 import time
@@ -31,29 +39,39 @@ import jax
 import numpy as np
 
 ESTIMATORS = ("sgd_ie", "acc_sgd_ie", "fast_adjoint", "fast_none")
-# (dataset, model, batch size, epochs): around the reference recipes, with the
-# authors' own configuration (Adult MLP, n = 200, batch 20, 40 epochs).
+# (dataset, model, optimizer, batch size, epochs): around the reference recipes,
+# with the authors' own configuration (Adult MLP, n = 200, batch 20, 40 epochs).
 SETTINGS = (
-    ("adult", "logreg", 20, 10),
-    ("adult", "mlp", 20, 40),
-    ("adult", "mlp", 20, 10),
-    ("mnist", "logreg", 20, 10),
-    ("mnist", "mlp", 20, 10),
-    ("news20", "mlp", 20, 10),
-    ("adult", "logreg", 50, 20),
+    ("adult", "logreg", "sgd", 20, 10),
+    ("adult", "mlp", "sgd", 20, 40),
+    ("adult", "mlp", "sgd", 20, 10),
+    ("mnist", "logreg", "sgd", 20, 10),
+    ("mnist", "mlp", "sgd", 20, 10),
+    ("news20", "mlp", "sgd", 20, 10),
+    ("adult", "logreg", "sgd", 50, 20),
 )
-MAP = tuple(
-    (dataset, model, batch, epochs)
-    for dataset in ("adult", "mnist")
-    for model in ("mlp", "logreg")
-    for batch in (10, 20, 50, 100)
-    for epochs in (2, 10, 40)
-)
+GRIDS = {
+    "frontier": SETTINGS,
+    "map": tuple(
+        (dataset, model, "sgd", batch, epochs)
+        for dataset in ("adult", "mnist")
+        for model in ("mlp", "logreg")
+        for batch in (10, 20, 50, 100)
+        for epochs in (2, 10, 40)
+    ),
+    "optimizers": tuple(
+        ("adult", model, optimizer, batch, epochs)
+        for model in ("mlp", "logreg")
+        for optimizer in ("sgd", "momentum", "adam")
+        for batch in (10, 50, 100)
+        for epochs in (2, 10, 40)
+    ),
+}
 
 
 def parse_args(argv=None):
     parser = harness.parser(__doc__, out="bench-out/acc_fast.json")
-    parser.add_argument("--grid", choices=("frontier", "map"), default="frontier")
+    parser.add_argument("--grid", choices=tuple(GRIDS), default="frontier")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data-dir", default=None)
@@ -69,7 +87,7 @@ def timed(call):
     return out, time.perf_counter() - start
 
 
-def run_setting(dataset, model, batch, epochs, seed, args) -> dict:
+def run_setting(dataset, model, optimizer, batch, epochs, seed, args) -> dict:
     import accjax
     from accjax._src import experiment
 
@@ -77,21 +95,19 @@ def run_setting(dataset, model, batch, epochs, seed, args) -> dict:
         dataset, n_train=args.n, n_val=args.n, n_test=0, seed=seed,
         data_dir=args.data_dir,
     )  # fmt: skip
-    problem, optimizer, lr, query = experiment.make_problem(model, splits, seed)
+    problem, optimizer, _, query = experiment.make_problem(
+        model, splits, seed, optimizer=optimizer
+    )
     run = accjax.train(problem, optimizer, batch_size=batch, epochs=epochs)
     exact = np.asarray(accjax.loo_retrain(run, query).values)
     calls = {
         "sgd_ie": lambda: accjax.sgd_ie(run, query).values,
         "acc_sgd_ie": lambda: accjax.acc_sgd_ie(run, query).values,
         "fast_adjoint": lambda: (
-            accjax.acc_sgd_ie_fast(
-                run, query, learning_rate=lr, contraction="adjoint"
-            ).values
+            accjax.acc_sgd_ie_fast(run, query, contraction="adjoint").values
         ),
         "fast_none": lambda: (
-            accjax.acc_sgd_ie_fast(
-                run, query, learning_rate=lr, contraction="none"
-            ).values
+            accjax.acc_sgd_ie_fast(run, query, contraction="none").values
         ),
     }
     row = {"num_steps": run.num_steps, "exact_std": float(exact.std())}
@@ -127,7 +143,7 @@ def summarize(rows) -> dict:
     """Per setting (over seeds): medians of the gain kept and of the time ratio."""
     out = {}
     for row in rows:
-        key = "{dataset}/{model}/B{batch}/E{epochs}".format(**row)
+        key = "{dataset}/{model}/{optimizer}/B{batch}/E{epochs}".format(**row)
         out.setdefault(key, []).append(row)
     summary = {}
     for key, group in out.items():
@@ -170,7 +186,7 @@ def plot(path, summary) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     jax.config.update("jax_enable_x64", True)
-    settings = SETTINGS if args.grid == "frontier" else MAP
+    settings = GRIDS[args.grid]
     settings = settings[:2] if args.quick else settings
     report = {
         "date": datetime.date.today().isoformat(),
@@ -178,19 +194,26 @@ def main(argv=None) -> int:
         "args": vars(args),
         "rows": [],
     }
+    if Path(args.out).exists():  # resume: keep the settings already measured
+        report["rows"] = json.loads(Path(args.out).read_text()).get("rows", [])
+    fields = ("dataset", "model", "optimizer", "batch", "epochs", "seed")
+    measured = {tuple(r.get(f, "sgd") for f in fields) for r in report["rows"]}
     total = len(settings) * args.seeds
-    for i, (dataset, model, batch, epochs) in enumerate(settings):
+    for i, (dataset, model, optimizer, batch, epochs) in enumerate(settings):
         for seed in range(args.seeds):
+            if (dataset, model, optimizer, batch, epochs, seed) in measured:
+                continue
             start = time.perf_counter()
-            row = run_setting(dataset, model, batch, epochs, seed, args)
-            row.update(dataset=dataset, model=model, batch=batch, epochs=epochs,
-                       seed=seed)  # fmt: skip
+            row = run_setting(dataset, model, optimizer, batch, epochs, seed, args)
+            row.update(dataset=dataset, model=model, optimizer=optimizer,
+                       batch=batch, epochs=epochs, seed=seed)  # fmt: skip
             report["rows"].append(row)
             report["summary"] = summarize(report["rows"])
             harness.write_json(args.out, report)
             done = i * args.seeds + seed + 1
             print(
-                f"[{done}/{total}] {dataset} {model} B{batch} E{epochs} seed {seed}: "
+                f"[{done}/{total}] {dataset} {model} {optimizer} B{batch} E{epochs} "
+                f"seed {seed}: "
                 f"ACC {100 * row['acc_rmse_change']:+.1f}% RMSE, kept "
                 f"{row['fast_adjoint']['rmse_gain_kept']} (adjoint), "
                 f"{row['fast_none']['rmse_gain_kept']} (none); "

@@ -1,15 +1,22 @@
-"""The full-size pipeline: all of MNIST (or CIFAR-10) through every estimator.
+"""The full-size pipeline: all of MNIST, CIFAR-10 or 20 Newsgroups through every
+estimator.
 
     python bench/full_pipeline.py --data-dir ../shared/data                   # MNIST
     python bench/full_pipeline.py --data-dir ../shared/data --label-noise 0.1
     python bench/full_pipeline.py --data-dir ../shared/data --workload cifar10
+    python bench/full_pipeline.py --data-dir ../shared/data --workload news20 \
+        --batch-size 32 --epochs 3 --label-noise 0.1 --acc-top 32
     python bench/full_pipeline.py --data-dir ../shared/data --quick           # smoke
 
 MNIST: the official training set less `--n-val` validation images, Hara's CNN
 (`accjax.models.cnn`), SGD lr 0.05, batch 64 (`--batch-size`), float32; test error
 on the official 10,000 test images. CIFAR-10: the subset in the data folder,
 `accjax.models.CifarCNN` with dropout and random crop + flip, keyed
-(`Problem(key=...)`).
+(`Problem(key=...)`). news20: `datasets.load_text` (all 20 classes, the official
+training posts less `--n-val`, `--seq-len` word tokens, an 8,000-word vocabulary),
+`accjax.models.TextTransformer` (`--width`, 4 heads, 2 blocks, dropout 0.1, mean
+pooling; 1.2M parameters at width 128), `optax.adamw(1e-3)` with optax's defaults,
+keyed; test error on the official test posts; dvemb (plain SGD only) is skipped.
 
 Parts, in order, each written as soon as it finishes (JSON `results.json` and arrays
 `<part>.npy` in --out/<workload>[-noise<p>][-b<batch>][-e<epochs>][-last]/): train;
@@ -60,12 +67,25 @@ import numpy as np
 PARTS = ("train", "sgd_ie", "tracin_cp", "tracin_self", "dvemb", "acc_top")
 PARTS += ("acc_fast",)
 PARTS += ("acc_last_layer",)
-PARTS += ("detection", "cleanse", "lds", "lds_noise")
+PARTS += ("detection", "cleanse", "lds", "lds_noise", "attribution")
 
 
 def parse_args(argv=None):
     parser = harness.parser(__doc__, out="bench-out/full_pipeline", out_help="folder")
-    parser.add_argument("--workload", choices=("mnist", "cifar10"), default="mnist")
+    parser.add_argument(
+        "--workload", choices=("mnist", "cifar10", "news20"), default="mnist"
+    )
+    parser.add_argument("--seq-len", type=int, default=128, help="news20 tokens")
+    parser.add_argument("--width", type=int, default=128, help="news20 model width")
+    parser.add_argument(
+        "--memory-budget", type=float, default=8.0, help="GB for acc_sgd_ie_fast"
+    )
+    parser.add_argument(
+        "--attribution-queries",
+        type=int,
+        default=100,
+        help="test examples of the attribution matrix (TracInCP, every example)",
+    )
     parser.add_argument("--n-train", type=int, default=None, help="default: all")
     parser.add_argument("--n-val", type=int, default=1000)
     parser.add_argument("--n-test", type=int, default=None, help="default: all")
@@ -132,7 +152,8 @@ class Store:
 
 
 def setup(args):
-    """(splits, problem, optimizer, query, tests, learning rate)."""
+    """(splits, problem, optimizer, query, tests, learning rate, eval_loss):
+    eval_loss(params, (x, y)) is one example's loss in evaluation mode."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -140,6 +161,8 @@ def setup(args):
 
     import accjax
 
+    if args.workload == "news20":
+        return setup_text(args)
     name = "mnist10" if args.workload == "mnist" else "cifar10"
     splits = accjax.datasets.load(
         name,
@@ -169,7 +192,42 @@ def setup(args):
         "error": accjax.mean_loss(accjax.models.multiclass_error(apply), test),
         "loss": accjax.mean_loss(eval_loss, test),
     }
-    return splits, problem, optax.sgd(lr), query, tests, lr
+    return splits, problem, optax.sgd(lr), query, tests, lr, eval_loss
+
+
+def setup_text(args):
+    """The news20 workload, as `setup` returns it (no learning rate)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    import accjax
+
+    splits = accjax.datasets.load_text(
+        n_val=args.n_val,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        max_len=args.seq_len,
+        label_noise=args.label_noise,
+        data_dir=args.data_dir,
+    )
+    net = accjax.models.TextTransformer(
+        vocab_size=len(splits.info["vocabulary"]), max_len=args.seq_len,
+        num_classes=20, dim=args.width, heads=4, num_layers=2, dropout=0.1,
+        rngs=nnx.Rngs(params=0, dropout=1),
+    )  # fmt: skip
+    model = accjax.models.from_nnx(net)
+    as_jax = lambda part: (jnp.asarray(part[0]), jnp.asarray(part[1]))
+    problem = model.problem(as_jax(splits.train), key=jax.random.key(0))
+    eval_loss = accjax.models.multiclass_loss(model.apply)
+    test = as_jax(splits.test)
+    tests = {
+        "error": accjax.mean_loss(accjax.models.multiclass_error(model.apply), test),
+        "loss": accjax.mean_loss(eval_loss, test),
+    }
+    query = accjax.mean_loss(eval_loss, as_jax(splits.val))
+    return splits, problem, optax.adamw(1e-3), query, tests, None, eval_loss
 
 
 def measured(call):
@@ -207,7 +265,7 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
     )
     wanted = args.parts.split(",")
     say = lambda msg: print(f"[{label}] {msg}", file=sys.stderr, flush=True)
-    splits, problem, optimizer, query, tests, lr = setup(args)
+    splits, problem, optimizer, query, tests, lr, eval_loss = setup(args)
     n = problem.num_examples
     say(f"{n} training examples, {splits.val[1].shape[0]} validation, "
         f"{splits.test[1].shape[0]} test")  # fmt: skip
@@ -273,20 +331,17 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
     )
     influence_part(
         "tracin_cp",
-        lambda: accjax.tracin(
-            run, query, learning_rate=lr, checkpoints=checkpoints, progress=True
-        ),
+        lambda: accjax.tracin(run, query, checkpoints=checkpoints, progress=True),
     )
     influence_part(
         "tracin_self",
-        lambda: accjax.tracin(
-            run, "self", learning_rate=lr, checkpoints=checkpoints, progress=True
-        ),
+        lambda: accjax.tracin(run, "self", checkpoints=checkpoints, progress=True),
     )
-    influence_part(
-        "dvemb", lambda: named.estimate("dvemb", run, query, learning_rate=lr,
-                                        progress=True),
-    )  # fmt: skip
+    if lr is not None:  # DVEmb models plain SGD
+        influence_part(
+            "dvemb", lambda: named.estimate("dvemb", run, query, learning_rate=lr,
+                                            progress=True),
+        )  # fmt: skip
 
     def over_all(part, sign=1):
         """A stored part's values for every example as an `Influence`."""
@@ -336,13 +391,12 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         say(f"acc_top: rmse {record['rmse']} kendall {record['kendall']}")
 
     if repeats > 1 and "acc_fast" in wanted and not store.done("acc_fast"):
-        if not args.workload == "mnist":
-            say("acc_fast: plain SGD without a key only (MNIST); skipped")
-        elif "sgd_ie" in influences:
+        if "sgd_ie" in influences:
+            budget = int(args.memory_budget * 2**30)
             fast, cost = measured(
                 lambda: (
                     accjax.acc_sgd_ie_fast(
-                        run, query, learning_rate=lr, progress=True
+                        run, query, memory_budget=budget, progress=True
                     ).values
                 )
             )
@@ -441,10 +495,37 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
             record["lds_actual_std"] = float(np.std(store.array("lds_values")))
         store.save("lds_noise", record)
         say(f"lds_noise: {record}")
+    if "attribution" in wanted and not store.done("attribution"):
+        attribution_part(
+            store, run, splits, eval_loss, checkpoints, args.attribution_queries
+        )
     store.results["finished"] = datetime.datetime.now().isoformat()
     harness.write_json(store.path, store.results)
     plot(store)
     return 0
+
+
+def attribution_part(store, run, splits, eval_loss, checkpoints, num_queries):
+    """Which training examples support or oppose each prediction: TracInCP of
+    every training example on each of the first `num_queries` test examples'
+    losses, one vector query (`(n, num_queries)`, saved as attribution.npy)."""
+    import jax
+    import jax.numpy as jnp
+
+    import accjax
+
+    x, y = (jnp.asarray(a[:num_queries]) for a in splits.test)
+    per_query = lambda p: jax.vmap(lambda xi, yi: eval_loss(p, (xi, yi)))(x, y)
+    values, cost = measured(
+        lambda: (
+            jax.block_until_ready(
+                accjax.tracin(run, per_query, checkpoints=checkpoints, progress=True)
+            ).values
+        )
+    )
+    record = {**cost, "num_queries": int(x.shape[0]), "estimator": "tracin_cp"}
+    record["seconds_per_query"] = cost["seconds"] / x.shape[0]
+    store.save("attribution", record, {"attribution": np.asarray(values)})
 
 
 def rounding_noise(run, query, draws: int) -> list[float]:

@@ -181,7 +181,7 @@ def _serve(monkeypatch, sources):
 
 def test_public_api():
     assert sorted(ds.__all__) == [
-        "DATASETS", "Splits", "fetch", "load", "resolve_data_dir",
+        "DATASETS", "Splits", "fetch", "load", "load_text", "resolve_data_dir",
     ]  # fmt: skip
     assert set(ds.DATASETS) == set(POOLS)
 

@@ -369,7 +369,7 @@ def cleanse(
       flipped: optional indices of training examples known to be corrupted
         (e.g. `splits.info["flipped"]`): adds `metrics.detection` per ranking.
       learning_rate: the run's learning rate (float or schedule), for the
-        estimators that model plain SGD ("acc_sgd_ie_fast", "dvemb", "acc_dvemb").
+        estimators that model plain SGD ("dvemb", "acc_dvemb").
       chunk_size: retrainings vmapped together (memory ~ chunk_size x state).
       progress: as for the estimators.
 

@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         default=["sgd_ie", "acc_sgd_ie"],
         choices=ESTIMATORS,
     )
-    exp.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    exp.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
     exp.add_argument(
         "--l2",
         type=float,

@@ -90,7 +90,9 @@ def make_optimizer(name: str, lr):
     """One optax optimizer object per (name, lr): estimators take the optimizer
     as a static argument, so a grid that built a new one per setting compiled
     every estimator anew for each, and its compiled code piled up in memory."""
-    return optax.adam(1e-2, eps_root=1e-8) if name == "adam" else optax.sgd(lr)
+    if name == "adam":
+        return optax.adam(1e-2)
+    return optax.sgd(lr, momentum=0.9 if name == "momentum" else None)
 
 
 def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None):
@@ -99,7 +101,8 @@ def make_problem(model: str, splits, seed: int, optimizer: str = "sgd", l2=None)
     mlp: 8-8 ReLU, no L2, lr 0.1 / sqrt(t + 1). logreg: L2 from `cv_l2`, lr 0.1.
     cnn (image data sets, any number of classes): `accjax.models.cnn`, Hara et
     al.'s MNIST network, softmax cross-entropy, no L2, lr 0.05.
-    `optimizer="adam"` swaps in optax.adam(1e-2, eps_root=1e-8) for any; `l2`
+    `optimizer="adam"` swaps in optax.adam(1e-2) (optax's defaults otherwise),
+    "momentum" optax.sgd(lr, momentum=0.9), for any model; `l2`
     overrides the L2 coefficient of any model.
     """
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32

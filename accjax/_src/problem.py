@@ -159,16 +159,21 @@ def example_grads(problem: Problem, params: Params, indices, t) -> Params:
     return jax.vmap(lambda ex, i: grad(problem, params, ex, i, t))(rows, indices)
 
 
-def example_hvps(problem: Problem, params: Params, indices, t, tangent) -> Params:
+def example_hvps(
+    problem: Problem, params: Params, indices, t, tangent, *, per_example=False
+) -> Params:
     """Per-example Hessian-vector products H_i(params) tangent at step `t`, like
-    `example_grads` (leading `(B,)` axis; padding rows to be masked)."""
+    `example_grads` (leading `(B,)` axis; padding rows to be masked). With
+    `per_example`, `tangent` has a leading `(B,)` axis too: H_i tangent_i."""
     rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
     grad = jax.grad(example_loss, argnums=1)
 
-    def one(ex, i):
-        return jax.jvp(lambda p: grad(problem, p, ex, i, t), (params,), (tangent,))[1]
+    def one(ex, i, v):
+        return jax.jvp(lambda p: grad(problem, p, ex, i, t), (params,), (v,))[1]
 
-    return jax.vmap(one)(rows, indices)
+    return jax.vmap(one, in_axes=(0, 0, 0 if per_example else None))(
+        rows, indices, tangent
+    )
 
 
 def num_examples(data: PyTree) -> int:

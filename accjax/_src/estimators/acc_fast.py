@@ -1,35 +1,46 @@
-"""ACC-SGD-IE's correction at SGD-IE's cost: the perturbation carried between an
-example's occurrences by a scalar contraction (issue 13; docs/algorithm.md).
+"""ACC-SGD-IE's correction at SGD-IE's cost, for any optax optimizer: the
+perturbation carried between an example's occurrences by a scalar contraction
+(docs/algorithm.md).
 
-For plain SGD, with a_t the adjoint of the query (a_T = grad f(params_T),
-a_t = J_t^T a_{t+1}, J_t the step's Jacobian in the parameters) and D_k(t) the
-counterfactual perturbation of ACC-SGD-IE just before step t, exactly
+With z = (params, the optimizer state's float leaves), F_t the step, a_t the
+factual adjoint of the query over z (a_T = (grad f(params_T), 0), a_t =
+J_t^T a_{t+1}, J_t = d F_t / d z at w = 1) and D_k(t) ACC's perturbation of k
+before step t, ACC's recursion D <- Delta_k(t) + J_t^{-k} D telescopes to
 
-    I_ACC(k) = I_SGD(k) + sum_{t holding k} (eta_t/|S_t|) (H_k a_{t+1})^T D_k(t),
+    I_ACC(k) = sum_{t holding k} <a_{t+1}, Delta_k(t)>
+                                 + <a_{t+1}, (J_t^{-k} - J_t) D_k(t)>,
 
-with H_k = H_k(params_t), where I_SGD(k) is the same sum of
-(eta_t/|S_t|) a_{t+1}^T grad loss_k(params_t). D_k(t) is zero before k's first
-occurrence; at a later occurrence t_e it is the propagation, by the steps in
-between, of what k injected at its earlier ones, u_k(s) = (eta_s/|S_s|) grad
-loss_k(params_s). The approximation replaces that propagation by a scalar: the
-steps from s + 1 to t - 1 multiply any vector by
+Delta_k(t) = F_t(z_t, w^{-k}) - F_t(z_t, 1), the exact change of the step when k
+leaves the batch. The first sum is computed exactly: for plain SGD it is SGD-IE
+(the step is linear in the weights); for Adam it also holds the non-linearity of
+the update in k's weight, which SGD-IE's derivative misses. In the second,
+J^{-k} - J is k's share of the curvature, -(1/|S|) H_k pushed through the
+step without k linearised in its gradient: with b_k(t) = (dF_t/dg)^T a_{t+1}
+at the batch gradient without k (for SGD, -lr_t a_{t+1}) it reads
+<v_k(t), D_k(t)>, v_k(t) = -(1/|S_t|) H_k b_k(t) (the change of the
+optimizer's other derivatives between the two gradients is left out).
+D_k(t) is zero before k's first occurrence; at a later one it is
+approximated by the parameter moves u_k(s) = the parameter part of
+Delta_k(s) of k's earlier occurrences, each multiplied by the scalar that the
+steps in between apply to the adjoint's parameter part:
 
     c(s + 1, t) = prod_{tau = s+1}^{t-1} rho_tau,
-    rho_tau = <a_tau, a_{tau+1}> / |a_{tau+1}|^2,
+    rho_tau = <a_tau, a_{tau+1}> / |a_{tau+1}|^2    (contraction="adjoint"; "none": 1)
 
-the contraction each step applies to the adjoint (contraction="adjoint"), or by 1
-(contraction="none"), and drops the in-between ACC corrections (second order):
+and ACC's in-between corrections are dropped (second order). Everything is one
+reverse sweep: the adjoint, per batch the example gradients, the steps without
+each example, and the HVPs H_k b_k; per example one carried vector X_k (the
+v's of its later occurrences contracted to the current step), so that the
+correction at an occurrence is u^T X_k. With one occurrence per example (one
+epoch) the correction vanishes. For plain SGD: with one epoch SGD-IE exactly, as
+ACC is; exact for ACC when the steps between two occurrences scale every vector
+alike (isotropic curvature) and k occurs at most twice.
 
-    D_k(t_e) ~ sum_{e' < e} c(t_e' + 1, t_e) u_k(t_e').
-
-Everything is computed in one reverse sweep over the steps: the adjoint, the
-per-example gradients u and Hessian-vector products v = (eta/|S|) H_k a_{t+1} of
-each batch, and per example one carried vector X_k (the v's of its later
-occurrences, contracted to the current step), so that the correction at an
-occurrence is u^T X_k. Memory: the T states of the forward pass and n x |params|
-for the X_k. With one occurrence per example (one epoch) it is SGD-IE exactly, as
-ACC-SGD-IE is; it is exact for ACC when the steps between two occurrences scale
-every vector alike (isotropic curvature) and k occurs at most twice.
+Memory: the states the reverse sweep replays (all T, or T/c + c with
+checkpoints every c steps) and n x |params| carried floats, or n x d in a count
+sketch of dimension d (`projection_dim`): <u, X> is then estimated by
+<S u, S X>, S a random signed hashing of the parameters into d buckets
+(unbiased, error ~ |u| |X| / sqrt(d)).
 """
 
 from __future__ import annotations
@@ -43,8 +54,9 @@ from jax.flatten_util import ravel_pytree
 
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
-from accjax._src.problem import Influence, Run, TrainState, example_grads, example_hvps
-from accjax._src.train import init_state, param_dtype, step
+from accjax._src.problem import Influence, Run, example_grads, example_hvps
+from accjax._src.train import batch_grad, init_state, param_dtype, step
+from accjax._src.zero_sqrt import optimizer_update
 
 CONTRACTIONS = ("adjoint", "none")
 
@@ -54,135 +66,351 @@ def _flat_rows(tree):
     return jax.vmap(lambda leaves: ravel_pytree(leaves)[0])(tree)
 
 
+def _vdot(a, b):
+    return sum(jnp.vdot(x, y) for x, y in zip(a, b, strict=True))
+
+
+class _OptFloats:
+    """The optimizer state's float leaves as a list (integer leaves such as
+    step counts carry no perturbation and are held at the factual state)."""
+
+    def __init__(self, opt_state):
+        leaves, self.treedef = jax.tree.flatten(opt_state)
+        self.is_float = [jnp.issubdtype(x.dtype, jnp.inexact) for x in leaves]
+
+    def floats(self, opt_state) -> list:
+        leaves = jax.tree.leaves(opt_state)
+        return [x for x, f in zip(leaves, self.is_float, strict=True) if f]
+
+    def merge(self, floats, opt_state):
+        it = iter(floats)
+        leaves = [
+            next(it) if f else x
+            for x, f in zip(jax.tree.leaves(opt_state), self.is_float, strict=True)
+        ]
+        return jax.tree.unflatten(self.treedef, leaves)
+
+
+def _sketch(num_params: int, dim: int, seed: int):
+    """A count sketch R^|params| -> R^dim: `sketch(x)` for `(..., |params|)`."""
+    rng = np.random.RandomState(seed)
+    buckets = jnp.asarray(rng.randint(0, dim, num_params), jnp.int32)
+    signs = rng.choice(np.array([-1.0, 1.0]), num_params)
+
+    def sketch(x):
+        signed = (x * jnp.asarray(signs, x.dtype)[None]).T
+        return jax.ops.segment_sum(signed, buckets, num_segments=dim).T
+
+    return sketch
+
+
+def _backward_step(problem, optimizer, view, sketch, carry, t, indices, z):
+    """One step of the reverse sweep at the factual state `z` = z_t."""
+    n = problem.num_examples
+    a_next, log_next, sign_next, carried, log_k, sign_k, seen, values = carry
+    a_params, a_opt = a_next
+    dtype = param_dtype(z.params)
+    valid = indices >= 0
+    size = jnp.sum(valid).astype(dtype)
+    ones = jnp.ones(indices.shape, dtype)
+    opt_floats = view.floats(z.opt_state)
+
+    def float_step(g, params, floats):
+        state = view.merge(floats, z.opt_state)
+        updates, new_state = optimizer_update(optimizer, g, state, params)
+        return updates, view.floats(new_state)
+
+    grads, grad_vjp = jax.vjp(
+        lambda p: batch_grad(problem, p, indices, ones, t), z.params
+    )
+    (updates, new_floats), step_vjp = jax.vjp(float_step, grads, z.params, opt_floats)
+    b, c_params, c_opt = step_vjp((a_params, a_opt))
+    (h,) = grad_vjp(b)  # H_batch b: the Hessian is symmetric
+    a_t = (jax.tree.map(lambda x, y, z: x + y + z, a_params, c_params, h), c_opt)
+
+    flat_a = ravel_pytree(a_params)[0]
+    flat_at = ravel_pytree(a_t[0])[0]
+    tiny = jnp.finfo(dtype).tiny
+    if sketch.contraction == "adjoint":
+        rho = jnp.vdot(flat_at, flat_a) / jnp.maximum(jnp.vdot(flat_a, flat_a), tiny)
+    else:
+        rho = jnp.ones((), dtype)
+    log_t = log_next + jnp.log(jnp.maximum(jnp.abs(rho), tiny))
+    sign_t = sign_next * jnp.where(rho < 0, -1, 1).astype(dtype)
+
+    g_k = example_grads(problem, z.params, indices, t)
+
+    def without(g_one):
+        """The step without k, as differences from the factual, and b_k, the
+        step's gradient adjoint there."""
+        g = jax.tree.map(lambda G, x: G - x / size, grads, g_one)
+        (upd, flo), vjp_k = jax.vjp(lambda g: float_step(g, z.params, opt_floats), g)
+        d_upd = jax.tree.map(jnp.subtract, upd, updates)
+        d_flo = [x - y for x, y in zip(flo, new_floats, strict=True)]
+        return d_upd, d_flo, vjp_k((a_params, a_opt))[0]
+
+    d_updates, d_floats, b_k = jax.vmap(without)(g_k)
+    injection = jax.vmap(
+        lambda du, df: (
+            _vdot(jax.tree.leaves(a_params), jax.tree.leaves(du)) + _vdot(a_opt, df)
+        )
+    )(d_updates, d_floats)
+    u = sketch(_flat_rows(d_updates))
+    hvps = example_hvps(problem, z.params, indices, t, b_k, per_example=True)
+    v = sketch(-_flat_rows(hvps) / size)
+
+    slot = jnp.where(valid, indices, n)
+    safe = jnp.maximum(indices, 0)
+    # X_k contracted from its last update (at M_k) to this step: exp(M(t+1) - M_k).
+    scale = jnp.where(
+        seen[safe] & valid,
+        jnp.exp(log_next - log_k[safe]) * sign_next * sign_k[safe],
+        0,
+    ).astype(dtype)
+    w = scale[:, None] * carried[safe]
+    terms = injection + jnp.sum(u * w, axis=1)
+    values = values.at[slot].add(jnp.where(valid, terms, 0), mode="drop")
+    carried = carried.at[slot].set(v + rho * w, mode="drop")
+    log_k = log_k.at[slot].set(log_t, mode="drop")
+    sign_k = sign_k.at[slot].set(sign_t, mode="drop")
+    seen = seen.at[slot].set(True, mode="drop")
+    return (a_t, log_t, sign_t, carried, log_k, sign_k, seen, values)
+
+
+class _Sketch:
+    """The identity or a count sketch of the parameter vectors, and the contraction
+    (static configuration of the sweep; hashed by value so jit reuses it)."""
+
+    def __init__(self, num_params, projection_dim, seed, contraction):
+        self.dim = num_params if projection_dim is None else projection_dim
+        self.contraction = contraction
+        self.key = (num_params, projection_dim, seed, contraction)
+        self.fn = (
+            (lambda x: x)
+            if projection_dim is None
+            else _sketch(num_params, projection_dim, seed)
+        )
+
+    def __call__(self, x):
+        return self.fn(x)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Sketch) and self.key == other.key
+
+
 @functools.partial(
     jax.jit,
-    static_argnames=("optimizer", "learning_rate", "contraction", "with_progress"),
+    static_argnames=("optimizer", "sketch", "segment", "with_progress"),
 )
 def _acc_fast_all(
-    problem, optimizer, schedule, *, query, learning_rate, contraction, with_progress
+    problem, optimizer, schedule, *, query, sketch, segment, with_progress
 ):
     n = problem.num_examples
     num_steps = schedule.shape[0]
     dtype = param_dtype(problem.params)
-    flat0, unravel = ravel_pytree(problem.params)
+    z0 = init_state(problem, optimizer)
+    view = _OptFloats(z0.opt_state)
+    ones_like = lambda i: jnp.ones(i.shape, dtype)
 
     def forward(z, xs):
         t, indices = xs
-        ones = jnp.ones(indices.shape, dtype)
         if with_progress:
             progress_lib.tick(t + 1, 2 * num_steps)
-        return step(problem, optimizer, z, indices, ones, t), z
+        return step(problem, optimizer, z, indices, ones_like(indices), t), z
 
-    z_final, states = jax.lax.scan(
-        forward, init_state(problem, optimizer), (jnp.arange(num_steps), schedule)
-    )
-    a_final = ravel_pytree(jax.grad(query)(z_final.params))[0]
+    def replay(z, ts, rows):
+        """The states before each of these steps."""
+        body = lambda z, xs: (
+            step(problem, optimizer, z, xs[1], ones_like(xs[1]), xs[0]),
+            z,
+        )
+        return jax.lax.scan(body, z, (ts, rows))[1]
 
     def backward(carry, xs):
-        a_next, log_next, sign_next, carried, log_k, sign_k, seen, values = carry
         t, indices, z = xs
-        valid = indices >= 0
-        ones = jnp.ones(indices.shape, dtype)
-
-        def params_step(flat):
-            state = TrainState(unravel(flat), z.opt_state)
-            return ravel_pytree(
-                step(problem, optimizer, state, indices, ones, t).params
-            )[0]
-
-        flat = ravel_pytree(z.params)[0]
-        a_t = jax.vjp(params_step, flat)[1](a_next)[0]
-        tiny = jnp.finfo(dtype).tiny
-        if contraction == "adjoint":
-            rho = jnp.vdot(a_t, a_next) / jnp.maximum(jnp.vdot(a_next, a_next), tiny)
-        else:
-            rho = jnp.ones((), dtype)
-        log_t = log_next + jnp.log(jnp.maximum(jnp.abs(rho), tiny))
-        sign_t = sign_next * jnp.where(rho < 0, -1, 1).astype(dtype)
-
-        lr = common.learning_rate_at(learning_rate, t)
-        eta = (lr / jnp.sum(valid)).astype(dtype)
-        u = eta * _flat_rows(example_grads(problem, z.params, indices, t))
-        v = eta * _flat_rows(
-            example_hvps(problem, z.params, indices, t, unravel(a_next))
-        )
-        slot = jnp.where(valid, indices, n)
-        safe = jnp.maximum(indices, 0)
-        # X_k contracted from its last update (at M_k) to this step: exp(M(t+1) - M_k).
-        scale = jnp.where(
-            seen[safe] & valid,
-            jnp.exp(log_next - log_k[safe]) * sign_next * sign_k[safe],
-            0,
-        ).astype(dtype)
-        w = scale[:, None] * carried[safe]
-        terms = u @ a_next + jnp.sum(u * w, axis=1)
-        values = values.at[slot].add(jnp.where(valid, terms, 0), mode="drop")
-        carried = carried.at[slot].set(v + rho * w, mode="drop")
-        log_k = log_k.at[slot].set(log_t, mode="drop")
-        sign_k = sign_k.at[slot].set(sign_t, mode="drop")
-        seen = seen.at[slot].set(True, mode="drop")
+        carry = _backward_step(problem, optimizer, view, sketch, carry, t, indices, z)
         if with_progress:
             progress_lib.tick(2 * num_steps - t, 2 * num_steps)
-        carry = (a_t, log_t, sign_t, carried, log_k, sign_k, seen, values)
         return carry, None
 
+    ts = jnp.arange(num_steps)
+    whole = num_steps // segment * segment
+    # forward: the state at the start of every segment (every state: segment 1)
+    starts = jax.lax.scan(
+        lambda z, xs: (
+            jax.lax.scan(forward, z, xs)[0],
+            z,
+        ),
+        z0,
+        jax.tree.map(
+            lambda a: a[:whole].reshape((-1, segment) + a.shape[1:]), (ts, schedule)
+        ),
+    )
+    z_whole, seg_starts = starts
+    z_final = z_whole
+    if whole < num_steps:
+        z_final = jax.lax.scan(forward, z_whole, (ts[whole:], schedule[whole:]))[0]
+    a_final = (
+        jax.grad(query)(z_final.params),
+        [jnp.zeros_like(x) for x in view.floats(z_final.opt_state)],
+    )
+    dim = sketch.dim
     carry = (
         a_final,
         jnp.zeros((), dtype),
         jnp.ones((), dtype),
-        jnp.zeros((n, flat0.shape[0]), dtype),
+        jnp.zeros((n, dim), dtype),
         jnp.zeros((n,), dtype),
         jnp.ones((n,), dtype),
         jnp.zeros((n,), bool),
         jnp.zeros((n,), dtype),
     )
-    xs = (jnp.arange(num_steps), schedule, states)
-    carry, _ = jax.lax.scan(backward, carry, xs, reverse=True)
+
+    def sweep(carry, z_start, steps, rows):
+        if segment > 1:
+            states = replay(z_start, steps, rows)
+        else:  # every state was stored
+            states = jax.tree.map(lambda a: a[None], z_start)
+        return jax.lax.scan(backward, carry, (steps, rows, states), reverse=True)[0]
+
+    if whole < num_steps:
+        carry = sweep(carry, z_whole, ts[whole:], schedule[whole:])
+    segments = jax.tree.map(
+        lambda a: a[:whole].reshape((-1, segment) + a.shape[1:]), (ts, schedule)
+    )
+    carry = jax.lax.scan(
+        lambda c, xs: (sweep(c, xs[0], *xs[1]), None),
+        carry,
+        (seg_starts, segments),
+        reverse=True,
+    )[0]
     return carry[-1]
+
+
+def _state_bytes(run: Run) -> int:
+    z = jax.eval_shape(lambda p: init_state(p, run.optimizer), run.problem)
+    return sum(a.size * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(z))
+
+
+def plan_memory(run: Run, projection_dim, storage, memory_budget):
+    """`(projection_dim, segment)` for the sweep: the arguments checked, and for
+    `memory_budget` (bytes) the largest sketch (none if the n x |params|
+    carried floats fit half the budget) and the fewest replays whose stored
+    states fit the rest."""
+    n, num_steps = run.problem.num_examples, run.num_steps
+    num_params = ravel_pytree(run.problem.params)[0].shape[0]
+    itemsize = np.dtype(param_dtype(run.problem.params)).itemsize
+    if projection_dim is not None and (
+        isinstance(projection_dim, bool)
+        or not isinstance(projection_dim, int | np.integer)
+        or projection_dim < 1
+    ):
+        raise ValueError(
+            f"`projection_dim` must be None or an int >= 1; got {projection_dim!r}."
+        )
+    if storage != "all" and (
+        isinstance(storage, bool)
+        or not isinstance(storage, int | np.integer)
+        or not 1 <= storage <= num_steps
+    ):
+        raise ValueError(
+            "`storage` must be 'all' or a segment length (int) in "
+            f"[1, {num_steps}]; got {storage!r}."
+        )
+    segment = 1 if storage == "all" else int(storage)
+    if memory_budget is None:
+        return projection_dim, segment
+    if isinstance(memory_budget, bool) or not isinstance(
+        memory_budget, int | np.integer
+    ):
+        raise ValueError(
+            f"`memory_budget` must be a positive int (bytes); got {memory_budget!r}."
+        )
+    if projection_dim is None:
+        dim = num_params
+        while n * dim * itemsize > memory_budget // 2 and dim > 64:
+            dim = 2 ** int(np.log2(dim - 1))
+        projection_dim = None if dim == num_params else dim
+    carried = n * (projection_dim or num_params) * itemsize
+    state = _state_bytes(run)
+    rest = memory_budget - carried
+    if storage == "all":
+        best = max(1, int(np.sqrt(num_steps)))
+        for c in (1, *range(2, best + 1)):
+            if (-(-num_steps // c) + c) * state <= rest:
+                return projection_dim, c
+        need = (-(-num_steps // best) + best) * state + carried
+        raise ValueError(
+            f"`memory_budget` = {memory_budget} bytes is below what acc_sgd_ie_fast "
+            f"keeps at the least: {need} bytes (states every {best} steps of a "
+            f"{state}-byte state, {carried} bytes carried for {n} examples)."
+        )
+    return projection_dim, segment
 
 
 def acc_sgd_ie_fast(
     run: Run,
     query,
     *,
-    learning_rate,
+    learning_rate=None,
     targets=None,
     contraction="adjoint",
+    projection_dim=None,
+    seed: int = 0,
+    storage="all",
+    memory_budget=None,
     progress=False,
 ) -> Influence:
-    """ACC-SGD-IE approximated in one reverse sweep (2.5-4x SGD-IE), all examples.
+    """ACC-SGD-IE approximated in one reverse sweep, all examples, any optimizer.
 
-    SGD-IE plus ACC's correction at each step that holds k, (eta/|S|) (H_k
-    a_{t+1})^T D_k(t), with k's perturbation D_k(t) at a later occurrence
-    approximated by what k injected at its earlier ones, contracted by the
-    scalar that the steps in between apply to the query's adjoint (the module
-    docstring and docs/algorithm.md give the derivation). It needs no vector
-    per target over the whole run, only one per example for the reverse sweep.
+    The exact change of each step when k leaves its batch, read by the factual
+    adjoint (for plain SGD: SGD-IE; for Adam also the non-linearity of the
+    update in k's weight), plus ACC's curvature correction at each later
+    occurrence of k, k's perturbation there approximated by its earlier
+    parameter moves contracted by the scalar that the steps in between apply
+    to the query's adjoint (the module docstring and docs/algorithm.md give
+    the derivation). It needs no vector per target over the whole run, only
+    one per example (or a sketch of it) for the reverse sweep.
 
     Args:
-      run: from `accjax.train` with plain SGD (`optax.sgd`, no momentum); the
-        first steps are checked.
+      run: from `accjax.train`, any optax optimizer (SGD, momentum, Adam,
+        AdamW, chains).
       query: `f(params) -> scalar`.
-      learning_rate: the step size the run used, a float or an optax-style
-        schedule `lr(step_index)`.
+      learning_rate: optional; the steps come from the run's optimizer. If
+        given, the run is checked to be plain SGD with this rate (`ValueError`
+        otherwise).
       targets: int array `(num_targets,)`; None means all. Every example is
         computed either way.
       contraction: "adjoint" (the scalar above) or "none" (the perturbation
         carried unchanged between occurrences).
+      projection_dim: None (the carried vectors in full, n x |params| floats)
+        or d: each in a count sketch of d buckets (n x d floats; the
+        correction's error grows as 1 / sqrt(d)).
+      seed: the sketch's hashing.
+      storage: "all" (every state of the forward pass kept, T x state) or an
+        int c (the state every c steps, each segment replayed when the sweep
+        reaches it: (T/c + c) x state, one more training run of compute).
+      memory_budget: bytes for the carried vectors and the stored states;
+        chooses `projection_dim` (the carried vectors in at most half of it)
+        and `storage` unless given. Arguments (the data) and one step's work
+        come on top.
       progress: True (or a label) for a progress bar on stderr, or a callable
         `(done, total)`.
 
     Returns:
-      Influence with `values` `(num_targets,)` and no `param_shift`. Equal to
-      `sgd_ie` when every example occurs once (one epoch), as ACC-SGD-IE is.
+      Influence with `values` `(num_targets,)` and no `param_shift`. For plain
+      SGD equal to `sgd_ie` when every example occurs once (one epoch), as
+      ACC-SGD-IE is.
 
-    Memory: the states of all T steps and n x |params| floats (one carried
-    vector per example), e.g. 3.2 GB for 59,000 MNIST images and Hara's CNN in
-    float32.
+    Raises:
+      ValueError: for a vector query, a malformed argument, a run that holds an
+        example twice in one step, or a `learning_rate` that is not the run's.
     """
     query = common.check_run(run, query)
     targets = common.check_targets(targets, run.problem.num_examples)
-    common.check_learning_rate(learning_rate)
     if contraction not in CONTRACTIONS:
         raise ValueError(
             f"`contraction` must be one of {CONTRACTIONS}; got {contraction!r}."
@@ -192,7 +420,16 @@ def acc_sgd_ie_fast(
             "acc_sgd_ie_fast takes a scalar query; call it once per component of "
             "a vector query."
         )
-    common.check_plain_sgd(run, learning_rate, "acc_sgd_ie_fast")
+    if learning_rate is not None:
+        common.check_learning_rate(learning_rate)
+        common.check_plain_sgd(
+            run,
+            learning_rate,
+            "acc_sgd_ie_fast with `learning_rate`",
+            "Leave `learning_rate` out: acc_sgd_ie_fast follows the run's own "
+            "optimizer.",
+        )
+    projection_dim, segment = plan_memory(run, projection_dim, storage, memory_budget)
     if not isinstance(run.schedule, jax.core.Tracer):
         ordered = np.sort(np.asarray(run.schedule), axis=1)
         repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
@@ -202,14 +439,16 @@ def acc_sgd_ie_fast(
                 f"acc_sgd_ie_fast needs each example at most once per step; step {t} "
                 f"holds example {ordered[t, j + 1]} twice. Use acc_sgd_ie."
             )
+    num_params = ravel_pytree(run.problem.params)[0].shape[0]
+    sketch = _Sketch(num_params, projection_dim, seed, contraction)
     with progress_lib.reporting(progress, "acc_sgd_ie_fast") as with_progress:
         values = _acc_fast_all(
             run.problem,
             run.optimizer,
             run.schedule,
             query=query,
-            learning_rate=learning_rate,
-            contraction=contraction,
+            sketch=sketch,
+            segment=segment,
             with_progress=with_progress,
         )
         jax.block_until_ready(values)

@@ -28,7 +28,7 @@ NAMES = (
     "influence_function",
 )
 # The estimators that model plain SGD and take the run's learning rate.
-NEED_LEARNING_RATE = ("acc_sgd_ie_fast", "dvemb", "acc_dvemb")
+NEED_LEARNING_RATE = ("dvemb", "acc_dvemb")
 # DVEmb by name works in the full space up to this many parameters, else
 # projects to it (its backward sweep holds a d x d matrix).
 DVEMB_MAX_DIM = 2048
@@ -77,9 +77,7 @@ def estimate(
             "schedule the run was trained with)."
         )
     if name == "acc_sgd_ie_fast":
-        return acc_sgd_ie_fast(
-            run, query, learning_rate=learning_rate, progress=progress
-        )
+        return acc_sgd_ie_fast(run, query, progress=progress)
     if name in ("tracin", "tracin_cp"):
         checkpoints = "epochs" if name == "tracin_cp" else None
         return tracin(run, query, checkpoints=checkpoints, progress=progress)

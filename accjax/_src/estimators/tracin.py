@@ -60,18 +60,23 @@ def _scorer(query, params):
     return score, out_shape
 
 
-def _linear_step(problem, optimizer, z, indices, t):
-    """`(z_{t+1}, move)`: the factual step from z = z_t, and `move(g)`, the
-    linear map from a gradient to the parameter update it causes at this step
-    (the optax update linearised in its gradient at the batch gradient; for
-    SGD, -lr_t g). The step's values are those of `train.step`."""
+def _step_and_moves(problem, optimizer, z, indices, t, size):
+    """`(z_{t+1}, moves)`: the factual step from z = z_t, and `moves(grads)`
+    for per-example gradients `(B, ...)`: M_t(g) = U_t(G_t) - U_t(G_t - g /
+    size), the change of step t's parameter update U_t (at its batch gradient
+    G_t and optimizer state) that g's share of the batch causes; for SGD,
+    -lr_t g / size. The step's values are those of `train.step`."""
     ones = jnp.ones(indices.shape, param_dtype(z.params))
     grads = batch_grad(problem, z.params, indices, ones, t)
-    (updates, opt_state), linear = jax.linearize(
-        lambda g: optimizer_update(optimizer, g, z.opt_state, z.params), grads
-    )
-    z = TrainState(optax.apply_updates(z.params, updates), opt_state)
-    return z, jax.vmap(lambda g: linear(g)[0])
+    update = lambda g: optimizer_update(optimizer, g, z.opt_state, z.params)
+    updates, opt_state = update(grads)
+    z_next = TrainState(optax.apply_updates(z.params, updates), opt_state)
+
+    def move(g):
+        without = jax.tree.map(lambda G, x: G - x / size, grads, g)
+        return jax.tree.map(jnp.subtract, updates, update(without)[0])
+
+    return z_next, jax.vmap(move)
 
 
 @functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
@@ -86,10 +91,10 @@ def _tracin_all(problem, optimizer, schedule, *, query, with_progress):
         t, indices = xs
         valid = indices >= 0
         grads = example_grads(problem, z.params, indices, t)
-        z_next, move = _linear_step(problem, optimizer, z, indices, t)
-        dots = score(z.params)(grads, move(grads))
-        scale = jnp.where(valid, 1 / jnp.sum(valid), 0).astype(dtype)
-        contrib = scale.reshape((-1,) + (1,) * (dots.ndim - 1)) * dots
+        size = jnp.sum(valid).astype(dtype)
+        z_next, moves = _step_and_moves(problem, optimizer, z, indices, t, size)
+        dots = score(z.params)(grads, moves(grads))
+        contrib = jnp.where(valid.reshape((-1,) + (1,) * (dots.ndim - 1)), dots, 0)
         values = values.at[jnp.where(valid, indices, n)].add(contrib, mode="drop")
         if with_progress:
             progress_lib.tick(t + 1, num_steps)
@@ -104,21 +109,21 @@ def _tracin_all(problem, optimizer, schedule, *, query, with_progress):
 @functools.partial(jax.jit, static_argnames=("optimizer", "with_progress"))
 def _tracin_checkpoints(problem, optimizer, schedule, saved, *, query, with_progress):
     """TracInCP: the sum over the steps t with `saved[t]` of
-    -<grad f, move_t(grad loss_i)> / mean|S| at the params after step t, all i
-    (move_t: step t's update linearised in its gradient)."""
+    -<grad f, M_t(grad loss_i)> at the params after step t, all i (M_t of
+    `_step_and_moves` with mean|S|)."""
     n = problem.num_examples
     num_steps = schedule.shape[0]
     dtype = param_dtype(problem.params)
     score, out_shape = _scorer(query, problem.params)
     mean_size = jnp.sum(schedule >= 0) / num_steps
 
-    def dots(params, t, move):
+    def dots(params, t, moves):
         grad = jax.grad(example_loss, argnums=1)
         at_params = score(params)
 
         def one(xs):
             g = jax.tree.map(lambda a: a[None], grad(problem, params, *xs, t))
-            return at_params(g, move(g))[0]
+            return at_params(g, moves(g))[0]
 
         xs = (problem.data, jnp.arange(n))
         return jax.lax.map(one, xs, batch_size=256)
@@ -126,10 +131,11 @@ def _tracin_checkpoints(problem, optimizer, schedule, saved, *, query, with_prog
     def body(carry, xs):
         z, values = carry
         t, indices, keep = xs
-        z, move = _linear_step(problem, optimizer, z, indices, t)
-        scale = (1 / mean_size).astype(dtype)
+        z, moves = _step_and_moves(
+            problem, optimizer, z, indices, t, mean_size.astype(dtype)
+        )
         values = jax.lax.cond(
-            keep, lambda v: v + scale * dots(z.params, t, move), lambda v: v, values
+            keep, lambda v: v + dots(z.params, t, moves), lambda v: v, values
         )
         if with_progress:
             progress_lib.tick(t + 1, num_steps)
@@ -177,25 +183,28 @@ def tracin(
     """TracIn: each example's first-order effect at the steps that held it.
 
     influence(k) ~ -sum over steps t with k in S_t of
-    <grad f(params_t), M_t grad loss_k(params_t)> / |S_t|, where M_t is the
-    run's optimizer update at step t linearised in its gradient (the move
-    that a change of the batch gradient causes at that step). For plain SGD
-    M_t = -lr_t I, and this is Pruthi et al.'s sum of
-    (lr_t / |S_t|) <grad f(params_t), grad loss_k(params_t)>; for Adam it is
-    the Adam-aware TracIn of LESS (each gradient through the step's
-    preconditioner, its second-moment term included). What SGD-IE would give if
-    every step's Jacobian were the identity, the query's gradient taken at the
-    current rather than the final params, and an optimizer's memory (momentum,
-    the moments of later steps) ignored. Same sign convention as the other
-    estimators (removing a helpful example raises a validation loss: positive).
+    <grad f(params_t), M_t(grad loss_k(params_t))>, where M_t(g) =
+    U_t(G_t) - U_t(G_t - g / |S_t|) is the part of step t's parameter update
+    U_t (the run's optimizer, at the step's batch gradient G_t and state) that
+    k's share of the batch gradient causes: removing k moves the parameters by
+    -M_t. For plain SGD M_t(g) = -(lr_t / |S_t|) g, and this is Pruthi et al.'s
+    sum of (lr_t / |S_t|) <grad f(params_t), grad loss_k(params_t)>; for Adam it
+    is an Adam-aware TracIn in the spirit of LESS (k's gradient through the
+    step's normalisation), taken as the exact difference, which stays bounded
+    where k alone moves a coordinate (a rare token's embedding row), where the
+    derivative would not. What SGD-IE would give if every step's Jacobian were
+    the identity, the query's gradient taken at the current rather than the
+    final params, and an optimizer's memory (momentum, the moments of later
+    steps) ignored. Same sign convention as the other estimators (removing a
+    helpful example raises a validation loss: positive).
 
     Args:
       run: from `accjax.train`; replayed step by step.
       query: `f(params) -> scalar` or `(num_queries,)` vector; or "self" for
         each example's self-influence, the query being its own training loss:
-        the sum of -<grad loss_k, M_t grad loss_k> / |S_t| (for SGD,
+        the sum of -<grad loss_k, M_t(grad loss_k)> (for SGD,
         (lr_t / |S_t|) |grad loss_k(params_t)|^2; with checkpoints, at
-        params_c with step c - 1's M and mean|S|), >= 0 for SGD and Adam,
+        params_c with step c - 1's M and mean|S|), >= 0 for SGD,
         large where the model has to be pushed hardest to fit k (mislabelled
         examples are found by ranking it largest first:
         `metrics.detection(..., largest_first=True)`). With a key, k's loss
@@ -208,8 +217,9 @@ def tracin(
         computed either way.
       checkpoints: None for the ideal sum over the steps holding k (above).
         Otherwise TracInCP, the checkpoint variant: the sum over checkpoints c
-        of -<grad f(params_c), M_{c-1} grad loss_k(params_c)> / mean|S| (for
-        SGD, (lr_{c-1} / mean|S|) <grad f(params_c), grad loss_k(params_c)>)
+        of -<grad f(params_c), M_{c-1}(grad loss_k(params_c))>, M with mean|S|
+        for |S| (for SGD, (lr_{c-1} / mean|S|) <grad f(params_c),
+        grad loss_k(params_c)>)
         for every example, params_c the parameters after c steps and mean|S|
         the run's mean batch size. "epochs": a checkpoint at the end of each
         epoch (`accjax.epochs_of`), where each example occurs once per epoch,
