@@ -39,6 +39,7 @@ TESTED = {
     "full_size.py": "test_full_size",
     "full_pipeline.py": "test_full_pipeline",
     "acc_fast.py": "test_acc_fast",
+    "transformer.py": "test_transformer",
     "gpu.sh": "test_gpu_sh",
     "harness.py": "every test (the scripts' shared module)",
 }
@@ -282,6 +283,7 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     assert set(report["parts"]) == {
         "train", "sgd_ie", "tracin_cp", "tracin_self", "dvemb", "acc_top",
         "acc_fast", "acc_last_layer", "detection", "cleanse", "lds", "lds_noise",
+        "attribution",
     }  # fmt: skip
     assert len(report["parts"]["acc_top"]["targets"]) == 4
     assert "tracin_self" in report["parts"]["detection"]
@@ -296,6 +298,22 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
         "--out", str(tmp_path))  # fmt: skip
     report = load(tmp_path / "cifar10-e2-last" / "results.json", "parts")
     assert set(report["parts"]) == {"train", "sgd_ie"}
+    parts = "train,sgd_ie,tracin_cp,acc_fast,attribution"
+    run(*args, "--workload", "news20", "--seq-len", "16", "--width", "16",
+        "--attribution-queries", "5", "--parts", parts,
+        "--out", str(tmp_path))  # fmt: skip
+    report = load(tmp_path / "news20-e2" / "results.json", "parts")
+    assert set(report["parts"]) == set(parts.split(","))
+    assert report["parts"]["attribution"]["num_queries"] == 5
+
+
+@pytest.mark.slow
+def test_transformer(run, tmp_path, real_data_dir):
+    out = tmp_path / "transformer.json"
+    run("bench/transformer.py", "--quick", "--data-dir", real_data_dir, "--out",
+        str(out))  # fmt: skip
+    report = load(out, "num_params", "exact", "sgd_ie", "acc_sgd_ie")
+    assert all(report[k]["finite"] for k in ("sgd_ie", "acc_sgd_ie", "tracin"))
 
 
 @pytest.mark.slow

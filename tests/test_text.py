@@ -78,6 +78,29 @@ def test_fake_archive_label_noise_and_determinism(fake_dir):  # noqa: F811
         np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_fake_archive_categories(fake_dir):  # noqa: F811
+    """Two categories: their test posts, in the same order, relabelled 0 / 1."""
+    pair = ("comp.sys.mac.hardware", "comp.sys.ibm.pc.hardware")
+    every = ds.load_text(data_dir=fake_dir, n_val=4, max_len=8, vocab_size=30)
+    two = ds.load_text(
+        data_dir=fake_dir, n_val=4, max_len=8, vocab_size=30, categories=pair
+    )
+    assert two.info["class_names"] == tuple(sorted(pair))
+    names = every.info["class_names"]
+    kept = [
+        (text, names[label])
+        for text, label in zip(every.info["texts"]["test"], every.test[1], strict=True)
+        if names[label] in pair
+    ]
+    got = [
+        (text, two.info["class_names"][label])
+        for text, label in zip(two.info["texts"]["test"], two.test[1], strict=True)
+    ]
+    assert got == kept and set(two.train[1].tolist()) == {0, 1}
+    with pytest.raises(ValueError, match="`categories`"):
+        ds.load_text(data_dir=fake_dir, categories=("sci.nothing",))
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

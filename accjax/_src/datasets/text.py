@@ -82,9 +82,10 @@ def load_text(
     vocab_size: int = 8000,
     max_len: int = 128,
     label_noise: float = 0.0,
+    categories=None,
 ) -> Splits:
     """20 Newsgroups' official bydate posts as padded token sequences, all 20
-    classes (ids in the sorted order of the category names).
+    classes or `categories` (ids in the sorted order of the category names).
 
     Validation is `n_val` posts of the official training set
     (`RandomState(seed).permutation(11314)[:n_val]`), train the other training
@@ -103,6 +104,9 @@ def load_text(
       max_len: tokens per post: the first `max_len` words, then padding.
       label_noise: fraction of training labels flipped to another class drawn
         uniformly (`corrupt.flip_labels`, as `load` does).
+      categories: None (all 20) or a sequence of category names to keep (class
+        ids in their sorted order), e.g. `("comp.sys.ibm.pc.hardware",
+        "comp.sys.mac.hardware")`; the split sizes are then counts of their posts.
 
     Returns:
       `Splits` whose parts are `(tokens int32 (n, max_len), labels int32 (n,))`;
@@ -126,6 +130,24 @@ def load_text(
     (train_texts, train_y), (test_texts, test_y) = (
         texts["parts"][s] for s in newsgroups.SUBSETS
     )
+    classes = texts["classes"]
+    if categories is not None:
+        unknown = sorted(set(categories) - set(classes))
+        if unknown or not categories:
+            raise ValueError(
+                f"`categories` must name some of {classes}; got {categories!r}."
+            )
+        classes = tuple(sorted(set(categories)))
+        old = [texts["classes"].index(c) for c in classes]
+        remap = np.full(len(texts["classes"]), -1)
+        remap[old] = np.arange(len(classes))
+
+        def keep(texts_, labels):
+            rows = np.flatnonzero(np.isin(labels, old))
+            return [texts_[i] for i in rows], remap[labels[rows]]
+
+        train_texts, train_y = keep(train_texts, train_y)
+        test_texts, test_y = keep(test_texts, test_y)
     available = len(train_texts)
     n_val = check_count("n_val", n_val, available - 1, allow_none=False)
     n_train = check_count("n_train", n_train, available - n_val, allow_none=True)
@@ -145,7 +167,7 @@ def load_text(
     labels = {
         part: (train_y if part != "test" else test_y)[rows[part]] for part in rows
     }
-    num_classes = len(texts["classes"])
+    num_classes = len(classes)
     labels["train"], flipped = corrupt.flip_labels(
         labels["train"], label_noise, int(seed), num_classes
     )
@@ -159,7 +181,7 @@ def load_text(
         name=name,
         source="20 Newsgroups bydate, all 20 categories, word tokens",
         files=[texts["record"]],
-        class_names=texts["classes"],
+        class_names=classes,
         num_classes=num_classes,
         vocabulary=vocabulary,
         texts=chosen,

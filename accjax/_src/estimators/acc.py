@@ -19,6 +19,7 @@ parameters' magnitude in float32.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -596,4 +597,42 @@ def acc_sgd_ie(
     by_epoch = place(values)
     shift = jax.tree.map(lambda a: place(a).sum(0), shift)
     per_epoch = None if groups is None else jnp.moveaxis(by_epoch, 0, 1)
+    warn_if_outside_linear_regime(targets, shift, run.params)
     return Influence(targets, by_epoch.sum(0), shift, per_epoch=per_epoch)
+
+
+def warn_if_outside_linear_regime(targets, shift, params) -> None:
+    """Warns (RuntimeWarning) naming the targets whose perturbation grew larger
+    than the final parameters themselves, |D_k| > |params_T|: no single removal
+    moves a model that far, so the linearised dynamics have left their regime
+    there and the values are unreliable. Seen with Adam where a coordinate's
+    second moment is tiny (an embedding row of a rare token): its effective
+    step lr / sqrt(v) is far beyond what the non-linear update ever takes."""
+    if isinstance(targets, jax.core.Tracer) or any(
+        isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(shift)
+    ):
+        return
+    sizes = np.sqrt(
+        sum(
+            np.sum(np.square(np.asarray(a, np.float64)).reshape(a.shape[0], -1), 1)
+            for a in jax.tree.leaves(shift)
+        )
+    )
+    scale = np.sqrt(
+        sum(
+            np.sum(np.square(np.asarray(a, np.float64)))
+            for a in jax.tree.leaves(params)
+        )
+    )
+    bad = np.flatnonzero(sizes > scale)
+    if bad.size:
+        warnings.warn(
+            f"acc_sgd_ie: the perturbation of {bad.size} target(s), e.g. "
+            f"{np.asarray(targets)[bad[:5]].tolist()}, grew larger than the final "
+            f"parameters (|D_k| up to {sizes[bad].max() / scale:.3g} x |params|): "
+            "the linearised run left its regime there and those values are "
+            "unreliable (with Adam: a coordinate whose second moment is tiny, such "
+            "as a rare token's embedding row). Check them with loo_retrain.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
