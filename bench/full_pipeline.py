@@ -78,7 +78,10 @@ def parse_args(argv=None):
     parser.add_argument("--seq-len", type=int, default=128, help="news20 tokens")
     parser.add_argument("--width", type=int, default=128, help="news20 model width")
     parser.add_argument(
-        "--memory-budget", type=float, default=8.0, help="GB for acc_sgd_ie_fast"
+        "--memory-budget",
+        type=float,
+        default=4.0,
+        help="GB for acc_sgd_ie_fast's carried state and acc_last_layer's chunks",
     )
     parser.add_argument(
         "--attribution-queries",
@@ -423,10 +426,11 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         sgd = store.array("sgd_ie")
         top = np.argsort(sgd, kind="stable")[: args.last_layer_top]
         subset = named.last_layer(problem.params)
+        budget = int(args.memory_budget * 2**30)
         values, cost = measured(
             lambda: accjax.acc_sgd_ie(
                 run, query, targets=jnp.asarray(top), params_subset=subset,
-                progress=True,
+                memory_budget=budget, progress=True,
             ).values
         )  # fmt: skip
         values = np.asarray(values, np.float64)
