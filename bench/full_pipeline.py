@@ -15,7 +15,7 @@ on the official 10,000 test images. CIFAR-10: the subset in the data folder,
 (`Problem(key=...)`). news20: `datasets.load_text` (all 20 classes, the official
 training posts less `--n-val`, `--seq-len` word tokens, an 8,000-word vocabulary),
 `accjax.models.TextTransformer` (`--width`, 4 heads, 2 blocks, dropout 0.1, mean
-pooling; 1.2M parameters at width 128), `optax.adamw(1e-3)` with optax's defaults,
+pooling; 1.44M parameters at width 128), `optax.adamw(1e-3)` with optax's defaults,
 keyed; test error on the official test posts; dvemb (plain SGD only) is skipped.
 
 Parts, in order, each written as soon as it finishes (JSON `results.json` and arrays

@@ -13,7 +13,7 @@
 #   cnn.json        bench/cnn.py: Hara's CNN step, loo / acc per target-step, sgd_ie
 #                   (on the GPU models.cnn lowers to lax.conv, not the CPU matmul)
 #   text/           bench/full_pipeline.py --workload news20 at full size (10,314
-#                   posts, 128 tokens, the 1.2M-parameter transformer, AdamW, 3
+#                   posts, 128 tokens, the 1.44M-parameter transformer, AdamW, 3
 #                   epochs, 10 % flipped labels): training, Adam-IE, self-influence,
 #                   the fast ACC in 8 GB and the attribution matrix (the parts that
 #                   fit a few minutes; about 4 minutes of the ~13)

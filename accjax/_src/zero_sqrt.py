@@ -26,6 +26,8 @@ the same operations, bit for bit.
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 from jax.extend import core
@@ -47,7 +49,17 @@ def _sqrt_jvp(primals, tangents):
     return y, scale * dx
 
 
-_INLINED = (primitives.jit_p, primitives.closed_call_p)
+# jit (named pjit_p before JAX 0.7) and closed calls are evaluated inline, so a
+# sqrt inside them is found too.
+_INLINED = tuple(
+    p
+    for p in (
+        getattr(primitives, "jit_p", None),
+        getattr(primitives, "pjit_p", None),
+        getattr(primitives, "closed_call_p", None),
+    )
+    if p is not None
+)
 
 
 def _eval(jaxpr, consts, *args):
@@ -79,7 +91,8 @@ def _eval(jaxpr, consts, *args):
             subfuns = []
             if isinstance(params, tuple):  # JAX < 0.7: (subfuns, params)
                 subfuns, params = params
-            with eqn.ctx.manager:
+            ctx = getattr(eqn, "ctx", None)
+            with ctx.manager if ctx is not None else contextlib.nullcontext():
                 outvals = eqn.primitive.bind(*subfuns, *invals, **params)
             if not eqn.primitive.multiple_results:
                 outvals = [outvals]
