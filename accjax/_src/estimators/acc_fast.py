@@ -59,9 +59,6 @@ from accjax._src.train import batch_grad, init_state, param_dtype, step
 from accjax._src.zero_sqrt import optimizer_update
 
 CONTRACTIONS = ("adjoint", "none")
-# Steps of the optimizer's own dynamics over which an injected change of its state
-# is followed into later parameter moves (momentum 0.9 keeps 0.1 % after 64).
-HORIZON = 64
 
 
 def _flat_rows(tree):
@@ -158,11 +155,7 @@ def _backward_step(problem, optimizer, view, sketch, carry, t, indices, z):
             _vdot(jax.tree.leaves(a_params), jax.tree.leaves(du)) + _vdot(a_opt, df)
         )
     )(d_updates, d_floats)
-    u = _flat_rows(d_updates)
-    if sketch.follow_state and opt_floats:
-        u = _eventual_factor(float_step, grads, z.params, opt_floats, d_updates,
-                             d_floats, valid) * u  # fmt: skip
-    u = sketch(u)
+    u = sketch(_flat_rows(d_updates))
     hvps = example_hvps(problem, z.params, indices, t, b_k, per_example=True)
     v = sketch(-_flat_rows(hvps) / size)
 
@@ -184,67 +177,14 @@ def _backward_step(problem, optimizer, view, sketch, carry, t, indices, z):
     return (a_t, log_t, sign_t, carried, log_k, sign_k, seen, values)
 
 
-def _eventual_factor(float_step, grads, params, floats, d_updates, d_floats, valid):
-    """For an optimizer linear in its gradient and state (SGD with momentum or
-    Nesterov), the factor by which the optimizer state an injection changed
-    multiplies its immediate parameter move over the next HORIZON steps of the
-    optimizer's own dynamics (curvature left out; 1 / (1 - beta) for momentum
-    beta, the same for every vector): measured on the batch's summed injection."""
-    mask = lambda a: jnp.sum(
-        jnp.where(valid.reshape((-1,) + (1,) * (a.ndim - 1)), a, 0), axis=0
-    )
-    immediate = jax.tree.map(mask, d_updates)
-    tangent = [mask(a) for a in d_floats]
-
-    def more(carry, _):
-        total, tangent = carry
-        _, (du, d_next) = jax.jvp(
-            lambda fl: float_step(grads, params, fl), (floats,), (tangent,)
-        )
-        return (jax.tree.map(jnp.add, total, du), d_next), None
-
-    total = jax.lax.scan(more, (immediate, tangent), None, length=HORIZON)[0][0]
-    flat_total, flat_now = ravel_pytree(total)[0], ravel_pytree(immediate)[0]
-    square = jnp.vdot(flat_now, flat_now)
-    return jnp.where(square > 0, jnp.vdot(flat_total, flat_now) / square, 1.0)
-
-
-def _update_is_linear(run: Run) -> bool:
-    """Whether the run's optimizer update is linear in (gradient, state floats):
-    compared with its own jvp at a random state along a random direction."""
-    z = init_state(run.problem, run.optimizer)
-    view = _OptFloats(z.opt_state)
-    floats = view.floats(z.opt_state)
-    if not floats:
-        return False  # plain SGD: no state to follow
-    leaves = jax.tree.leaves((z.params, floats))
-    keys = iter(jax.random.split(jax.random.key(0), 4 * len(leaves)))
-    draw = lambda tree: jax.tree.map(
-        lambda a: jnp.abs(jax.random.normal(next(keys), a.shape, a.dtype)) + 0.5,
-        tree,
-    )
-    g, s, dg, ds = draw(z.params), draw(floats), draw(z.params), draw(floats)
-
-    def f(g, fl):
-        state = view.merge(fl, z.opt_state)
-        updates, new = optimizer_update(run.optimizer, g, state, z.params)
-        return ravel_pytree((updates, view.floats(new)))[0]
-
-    moved = f(jax.tree.map(jnp.add, g, dg), [a + b for a, b in zip(s, ds, strict=True)])
-    linear = f(g, s) + jax.jvp(f, (g, s), (dg, ds))[1]
-    scale = float(jnp.max(jnp.abs(moved)))
-    return float(jnp.max(jnp.abs(moved - linear))) <= 1e-4 * scale
-
-
 class _Sketch:
     """The identity or a count sketch of the parameter vectors, and the contraction
     (static configuration of the sweep; hashed by value so jit reuses it)."""
 
-    def __init__(self, num_params, projection_dim, seed, contraction, follow_state):
+    def __init__(self, num_params, projection_dim, seed, contraction):
         self.dim = num_params if projection_dim is None else projection_dim
         self.contraction = contraction
-        self.follow_state = follow_state
-        self.key = (num_params, projection_dim, seed, contraction, follow_state)
+        self.key = (num_params, projection_dim, seed, contraction)
         self.fn = (
             (lambda x: x)
             if projection_dim is None
@@ -500,8 +440,7 @@ def acc_sgd_ie_fast(
                 f"holds example {ordered[t, j + 1]} twice. Use acc_sgd_ie."
             )
     num_params = ravel_pytree(run.problem.params)[0].shape[0]
-    follow_state = _update_is_linear(run)
-    sketch = _Sketch(num_params, projection_dim, seed, contraction, follow_state)
+    sketch = _Sketch(num_params, projection_dim, seed, contraction)
     with progress_lib.reporting(progress, "acc_sgd_ie_fast") as with_progress:
         values = _acc_fast_all(
             run.problem,
