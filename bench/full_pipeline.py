@@ -113,7 +113,7 @@ def parse_args(argv=None):
     )
     quick = dict(n_train=640, n_val=64, n_test=200, acc_top=4, last_layer_top=32)
     quick.update(remove="10,30")
-    quick.update(random_draws=1, lds_subsets=4, noise_draws=2)
+    quick.update(random_draws=1, lds_subsets=4, noise_draws=2, attribution_queries=5)
     quick.update(out="bench-out/full_pipeline-quick")
     args = harness.parse_args(parser, argv, quick=quick)
     if args.last_epoch and args.epochs < 2:

@@ -4,11 +4,11 @@
     python bench/transformer.py --data-dir ../shared/data --x64      # float64
     python bench/transformer.py --data-dir ../shared/data --quick    # a smoke test
 
-`accjax.models.TextTransformer` (dim 64, 2 heads, 2 blocks, dropout 0.1; 142k
+`accjax.models.TextTransformer` (--width 64, 2 heads, 2 blocks, dropout 0.1; 168k
 parameters with the 1,000-word vocabulary) on two 20 Newsgroups categories
-(comp.sys.ibm.pc.hardware vs comp.sys.mac.hardware, `datasets.load_text`, 64
-tokens, --n-train posts), `optax.adamw(1e-3, weight_decay=1e-2)` with optax's
-other defaults (eps_root = 0), batch 32, --epochs, dropout through the Problem's
+(comp.sys.ibm.pc.hardware vs comp.sys.mac.hardware, `datasets.load_text`,
+--seq-len 64 tokens, --n-train posts), `optax.adamw(1e-3, weight_decay=1e-2)` with
+optax's other defaults (eps_root = 0), batch 32, --epochs, dropout through the Problem's
 key, the validation loss as the query. Exact retraining (`loo_retrain`) of
 --targets examples (the first ones) is the truth for Adam-IE (`sgd_ie`), ACC-Adam-IE
 (`acc_sgd_ie`), the fast ACC (`acc_sgd_ie_fast`) and TracIn (`tracin`, through
@@ -35,8 +35,10 @@ def parse_args(argv=None):
     parser.add_argument("--n-train", type=int, default=640)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--targets", type=int, default=24)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--x64", action="store_true")
-    quick = dict(n_train=96, epochs=2, targets=4)
+    quick = dict(n_train=64, epochs=2, targets=4, width=16, seq_len=16)
     return harness.parse_args(parser, argv, quick=quick)
 
 
@@ -51,11 +53,12 @@ def main(argv=None) -> int:
 
     dtype = jnp.float64 if args.x64 else jnp.float32
     splits = accjax.datasets.load_text(
-        n_train=args.n_train, n_val=200, n_test=0, max_len=64, vocab_size=1000,
-        categories=PAIR, data_dir=args.data_dir,
+        n_train=args.n_train, n_val=200, n_test=0, max_len=args.seq_len,
+        vocab_size=1000, categories=PAIR, data_dir=args.data_dir,
     )  # fmt: skip
     net = accjax.models.TextTransformer(
-        vocab_size=1000, max_len=64, num_classes=2, dim=64, heads=2, num_layers=2,
+        vocab_size=1000, max_len=args.seq_len, num_classes=2, dim=args.width, heads=2,
+        num_layers=2,
         dropout=0.1, rngs=nnx.Rngs(params=0, dropout=1), dtype=dtype,
     )  # fmt: skip
     model = accjax.models.from_nnx(net)
