@@ -81,3 +81,49 @@ def test_training_reports_every_step_and_trains_the_same():
     jax.effects_barrier()
     assert sorted(seen) == [(t, 8) for t in range(1, 9)]  # 2 epochs of 4 batches
     assert float(run.params["w"]) == float(plain.params["w"])
+
+
+def _lowered_cores(with_progress: bool) -> dict[str, str]:
+    """The StableHLO text of every estimator's jitted core on a small MLP run."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from accjax._src import train as train_lib
+    from accjax._src.estimators import acc, acc_fast, loo, sgd_ie, tracin
+    from accjax._src.problem import as_query_tree
+    from tests.test_estimators import tanh_mlp_problem
+
+    problem, val, _ = tanh_mlp_problem()
+    run = accjax.train(problem, optax.sgd(0.1), batch_size=4, epochs=2)
+    query = as_query_tree(accjax.mean_loss(problem.loss, val))
+    args = (run.problem, run.optimizer, run.schedule)
+    chunks = jnp.arange(4, dtype=jnp.int32).reshape(1, 4)
+    options = dict(with_progress=with_progress)
+    num_params = sum(x.size for x in jax.tree.leaves(problem.params))
+    sketch = acc_fast._Sketch(num_params, None, 0, "adjoint")
+    lowered = {
+        "train": train_lib._train_scan.lower(*args, with_progress),
+        "sgd_ie": sgd_ie._sgd_ie_all.lower(*args, query=query, storage="all",
+                                           **options),
+        "acc_sgd_ie": acc._acc_chunks.lower(
+            *args, chunks, jnp.ones(run.num_steps, bool), query=query,
+            linear_readout=True, **options,
+        ),
+        "loo_retrain": loo._loo_chunks.lower(*args, chunks, query=query, **options),
+        "tracin": tracin._tracin_all.lower(*args, query=query, **options),
+        "acc_sgd_ie_fast": acc_fast._acc_fast_all.lower(
+            *args, query=query, sketch=sketch, segment=1, **options
+        ),
+    }  # fmt: skip
+    return {name: low.as_text() for name, low in lowered.items()}
+
+
+def test_no_host_callback_on_the_hot_path_when_progress_is_off():
+    """With progress off, no estimator's compiled scan calls back into Python
+    (a device-to-host round trip per step on an accelerator); with progress on,
+    each does, so the check can fail."""
+    quiet, reporting = _lowered_cores(False), _lowered_cores(True)
+    for name, text in quiet.items():
+        assert "callback" not in text, name
+        assert "callback" in reporting[name], name
