@@ -98,7 +98,7 @@ def adam_setup():
     return problem, run, accjax.mean_loss(problem.loss, val)
 
 
-@pytest.mark.parametrize(
+ESTIMATORS = pytest.mark.parametrize(
     "estimator, mode",
     [
         (accjax.sgd_ie, "sgd_ie"),
@@ -107,13 +107,21 @@ def adam_setup():
     ],
     ids=["adam-ie", "acc-adam-ie", "loo"],
 )
-def test_adam_against_hand_written_reference(adam_setup, estimator, mode):
-    problem, run, query = adam_setup
-    targets = np.array([0, 3, 8])
-    got = estimator(run, query, targets=targets)
+
+
+def check_against_reference(setup, estimator, mode, targets):
+    """Each target's value equals the hand-written reference's to 1e-9."""
+    problem, run, query = setup
+    got = estimator(run, query, targets=np.asarray(targets))
+    assert np.all(np.isfinite(got.values))
     for i, k in enumerate(targets):
         want = reference(problem, run.schedule, query, int(k), mode)
         np.testing.assert_allclose(got.values[i], want, rtol=1e-9, atol=1e-13)
+
+
+@ESTIMATORS
+def test_adam_against_hand_written_reference(adam_setup, estimator, mode):
+    check_against_reference(adam_setup, estimator, mode, [0, 3, 8])
 
 
 def test_adam_estimates_differ_from_each_other(adam_setup):
@@ -167,25 +175,11 @@ def embedding_setup():
     return problem, run, accjax.mean_loss(problem.loss, val)
 
 
-@pytest.mark.parametrize(
-    "estimator, mode",
-    [
-        (accjax.sgd_ie, "sgd_ie"),
-        (accjax.acc_sgd_ie, "acc"),
-        (accjax.loo_retrain, "loo"),
-    ],
-    ids=["adam-ie", "acc-adam-ie", "loo"],
-)
+@ESTIMATORS
 def test_adam_defaults_with_untouched_embedding_rows(embedding_setup, estimator, mode):
     """optax's eps_root = 0 with rows whose gradient is exactly 0: finite, and
     equal to the hand-written reference whose sqrt is flat at 0."""
-    problem, run, query = embedding_setup
-    targets = np.array([0, 4, 6, 9])
-    got = estimator(run, query, targets=targets)
-    assert np.all(np.isfinite(got.values))
-    for i, k in enumerate(targets):
-        want = reference(problem, run.schedule, query, int(k), mode)
-        np.testing.assert_allclose(got.values[i], want, rtol=1e-9, atol=1e-13)
+    check_against_reference(embedding_setup, estimator, mode, [0, 4, 6, 9])
 
 
 def test_adam_ie_with_untouched_rows_is_the_weight_derivative(embedding_setup):

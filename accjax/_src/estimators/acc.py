@@ -41,19 +41,17 @@ from accjax._src.train import (
 from accjax._src.zero_sqrt import optimizer_update
 
 
-class _FloatView:
+class _FloatView(common.FloatLeaves):
     """Splits a TrainState into the leaves that carry a perturbation and the rest.
 
-    Integer leaves such as optax step counts carry no perturbation: they evolve
-    the same in the factual and the counterfactual runs. With a parameter
-    subset, the unselected parameter leaves carry none either: they are held at
-    the factual trajectory. The perturbation is a list: the selected parameter
+    Integer leaves carry none (`common.FloatLeaves`). With a parameter subset,
+    the unselected parameter leaves carry none either: they are held at the
+    factual trajectory. The perturbation is a list: the selected parameter
     leaves, then the optimizer state's float leaves.
     """
 
     def __init__(self, z: TrainState, selected=None):
-        leaves, self.treedef = jax.tree.flatten(z)
-        self.is_float = [jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in leaves]
+        super().__init__(z)
         self.params_treedef = jax.tree.structure(z.params)
         self.num_params = self.params_treedef.num_leaves
         self.selected = (
@@ -63,19 +61,6 @@ class _FloatView:
         num_state_floats = sum(self.is_float) - self.num_params
         # over the float leaves (all parameter leaves are floats)
         self.perturbed = self.selected + (True,) * num_state_floats
-
-    def floats(self, z) -> list:
-        """Every float leaf of a TrainState (parameters first)."""
-        leaves = jax.tree.leaves(z)
-        return [x for x, f in zip(leaves, self.is_float, strict=True) if f]
-
-    def merge(self, floats: list, z):
-        it = iter(floats)
-        leaves = jax.tree.leaves(z)
-        merged = [
-            next(it) if f else x for x, f in zip(leaves, self.is_float, strict=True)
-        ]
-        return jax.tree.unflatten(self.treedef, merged)
 
     def params_of(self, floats: list):
         """The parameter part of a full float-leaf list, as a params pytree."""

@@ -70,27 +70,6 @@ def _vdot(a, b):
     return sum(jnp.vdot(x, y) for x, y in zip(a, b, strict=True))
 
 
-class _OptFloats:
-    """The optimizer state's float leaves as a list (integer leaves such as
-    step counts carry no perturbation and are held at the factual state)."""
-
-    def __init__(self, opt_state):
-        leaves, self.treedef = jax.tree.flatten(opt_state)
-        self.is_float = [jnp.issubdtype(x.dtype, jnp.inexact) for x in leaves]
-
-    def floats(self, opt_state) -> list:
-        leaves = jax.tree.leaves(opt_state)
-        return [x for x, f in zip(leaves, self.is_float, strict=True) if f]
-
-    def merge(self, floats, opt_state):
-        it = iter(floats)
-        leaves = [
-            next(it) if f else x
-            for x, f in zip(jax.tree.leaves(opt_state), self.is_float, strict=True)
-        ]
-        return jax.tree.unflatten(self.treedef, leaves)
-
-
 def _sketch(num_params: int, dim: int, seed: int):
     """A count sketch R^|params| -> R^dim: `sketch(x)` for `(..., |params|)`."""
     rng = np.random.RandomState(seed)
@@ -212,7 +191,7 @@ def _acc_fast_all(
     num_steps = schedule.shape[0]
     dtype = param_dtype(problem.params)
     z0 = init_state(problem, optimizer)
-    view = _OptFloats(z0.opt_state)
+    view = common.FloatLeaves(z0.opt_state)
     ones_like = lambda i: jnp.ones(i.shape, dtype)
 
     def forward(z, xs):
@@ -290,11 +269,6 @@ def _acc_fast_all(
     return carry[-1]
 
 
-def _state_bytes(run: Run) -> int:
-    z = jax.eval_shape(lambda p: init_state(p, run.optimizer), run.problem)
-    return sum(a.size * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(z))
-
-
 def plan_memory(run: Run, projection_dim, storage, memory_budget):
     """`(projection_dim, segment)` for the sweep: the arguments checked, and for
     `memory_budget` (bytes) the largest sketch (none if the n x |params|
@@ -323,19 +297,16 @@ def plan_memory(run: Run, projection_dim, storage, memory_budget):
     segment = 1 if storage == "all" else int(storage)
     if memory_budget is None:
         return projection_dim, segment
-    if isinstance(memory_budget, bool) or not isinstance(
-        memory_budget, int | np.integer
-    ):
-        raise ValueError(
-            f"`memory_budget` must be a positive int (bytes); got {memory_budget!r}."
-        )
+    common.check_memory_budget(memory_budget)
     if projection_dim is None:
         dim = num_params
         while n * dim * itemsize > memory_budget // 2 and dim > 64:
             dim = 2 ** int(np.log2(dim - 1))
         projection_dim = None if dim == num_params else dim
     carried = n * (projection_dim or num_params) * itemsize
-    state = _state_bytes(run)
+    state = common.nbytes(
+        jax.eval_shape(lambda p: init_state(p, run.optimizer), run.problem)
+    )
     rest = memory_budget - carried
     if storage == "all":
         best = max(1, int(np.sqrt(num_steps)))

@@ -13,6 +13,48 @@ from accjax._src.schedule import check_schedule
 from accjax._src.train import batch_grad, init_state, param_dtype, step, update
 
 
+class FloatLeaves:
+    """The float leaves of a pytree of one structure (a TrainState, an optimizer
+    state) as a list, and back. Integer leaves such as optax step counts carry
+    no perturbation: they evolve the same in the factual and the
+    counterfactual runs, and `merge` takes them from the tree it is given."""
+
+    def __init__(self, tree):
+        leaves, self.treedef = jax.tree.flatten(tree)
+        self.is_float = [jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in leaves]
+
+    def floats(self, tree) -> list:
+        """Every float leaf of `tree`, in flattening order."""
+        leaves = jax.tree.leaves(tree)
+        return [x for x, f in zip(leaves, self.is_float, strict=True) if f]
+
+    def merge(self, floats: list, tree):
+        """`tree` with its float leaves replaced by `floats`."""
+        it = iter(floats)
+        leaves = [
+            next(it) if f else x
+            for x, f in zip(jax.tree.leaves(tree), self.is_float, strict=True)
+        ]
+        return jax.tree.unflatten(self.treedef, leaves)
+
+
+def nbytes(tree) -> int:
+    """Bytes of the arrays (or shape structs) of a pytree."""
+    return sum(a.size * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
+
+
+def check_memory_budget(budget) -> None:
+    """A positive int of bytes; raises ValueError otherwise."""
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, int | np.integer)
+        or budget < 1
+    ):
+        raise ValueError(
+            f"`memory_budget` must be a positive int (bytes); got {budget!r}."
+        )
+
+
 def check_run(run: Run, query) -> jax.tree_util.Partial:
     """Validates a run and a query; returns the query as a pytree (`as_query_tree`).
 
@@ -122,10 +164,7 @@ def chunk_size_for_budget(measure, budget, num_targets: int) -> int:
     footprint. The footprint is fitted as a + b c from two trial sizes, and the
     chosen size is measured and shrunk until it fits.
     """
-    if not isinstance(budget, int | np.integer) or budget < 1:
-        raise ValueError(
-            f"`memory_budget` must be a positive int (bytes); got {budget!r}."
-        )
+    check_memory_budget(budget)
     small = measure(1)
     if small > budget:
         raise ValueError(

@@ -56,10 +56,6 @@ def check_storage(storage, num_steps: int):
     )
 
 
-def _nbytes(tree) -> int:
-    return sum(a.size * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
-
-
 def available_memory() -> int:
     """Bytes free on the default device now: XLA's allocator limit less what is in
     use where the backend reports it (GPU, TPU), else the host's MemAvailable."""
@@ -157,21 +153,15 @@ def _step_bytes(treedef, specs, optimizer, batch_shape, index_dtype):
         return jax.vjp(one, z, weights)[1]
 
     residuals = jax.eval_shape(pullback, problem, z0, indices, weights)
-    return _nbytes(z0), _nbytes(residuals)
+    return common.nbytes(z0), common.nbytes(residuals)
 
 
 def resolve_storage(run: Run, storage, memory_budget=None):
     """`storage` checked, with "auto" and "nested" resolved to the concrete mode
     `sgd_ie` runs for `memory_budget` (None: half the free memory)."""
     storage = check_storage(storage, run.num_steps)
-    if memory_budget is not None and (
-        isinstance(memory_budget, bool)
-        or not isinstance(memory_budget, int | np.integer)
-        or memory_budget < 1
-    ):
-        raise ValueError(
-            f"`memory_budget` must be a positive int (bytes); got {memory_budget!r}."
-        )
+    if memory_budget is not None:
+        common.check_memory_budget(memory_budget)
     if storage in ("auto", "nested"):
         if memory_budget is None:
             memory_budget = available_memory() // 2
