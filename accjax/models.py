@@ -13,6 +13,7 @@ from accjax._src.models import softmax_cross_entropy as softmax_cross_entropy
 from accjax._src.nnx_models import CifarCNN as CifarCNN
 from accjax._src.nnx_models import NnxModel as NnxModel
 from accjax._src.nnx_models import from_nnx as from_nnx
+from accjax._src.nnx_models import random_crop as random_crop
 from accjax._src.nnx_models import random_crop_flip as random_crop_flip
 from accjax._src.transformer import TextTransformer as TextTransformer
 
@@ -29,6 +30,7 @@ __all__ = [
     "mlp",
     "multiclass_error",
     "multiclass_loss",
+    "random_crop",
     "random_crop_flip",
     "softmax_cross_entropy",
 ]

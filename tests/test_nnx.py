@@ -168,6 +168,24 @@ def test_random_crop_flip_is_a_shift_of_the_padded_image_and_flips_half():
     assert 8 <= flips <= 32
 
 
+def test_random_crop_draws_every_offset_of_the_padded_image_and_never_flips():
+    x = jnp.asarray(np.random.RandomState(1).rand(4, 4, 1))
+    padded = np.pad(np.asarray(x), ((1, 1), (1, 1), (0, 0)))
+    crop = jax.jit(accjax.models.random_crop, static_argnames="pad")
+    seen = set()
+    for s in range(200):
+        out = np.asarray(crop(x, jax.random.key(s), pad=1))
+        found = [
+            (dy, dx)
+            for dy in range(3)
+            for dx in range(3)
+            if np.array_equal(out, padded[dy : dy + 4, dx : dx + 4])
+        ]
+        assert len(found) == 1, s
+        seen.add(found[0])
+    assert len(seen) == 9
+
+
 def test_cifar_cnn_with_dropout_and_augmentation_runs_every_estimator():
     net = accjax.models.CifarCNN(
         rngs=nnx.Rngs(0),
