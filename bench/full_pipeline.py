@@ -54,6 +54,7 @@ which `Problem` does not have).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import json
@@ -73,7 +74,14 @@ PARTS += ("detection", "cleanse", "lds", "lds_noise", "attribution")
 def parse_args(argv=None):
     parser = harness.parser(__doc__, out="bench-out/full_pipeline", out_help="folder")
     parser.add_argument(
-        "--workload", choices=("mnist", "cifar10", "news20"), default="mnist"
+        "--workload", choices=("mnist", "mnist-hara", "cifar10", "news20"),
+        default="mnist",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds",
+        default="0",
+        help="training seeds, comma-separated: each its own run and folder (-s<seed> "
+        "past 0), then the cleansing over all seeds in <label>-seeds.json/.png",
     )
     parser.add_argument("--seq-len", type=int, default=128, help="news20 tokens")
     parser.add_argument("--width", type=int, default=128, help="news20 model width")
@@ -154,6 +162,37 @@ class Store:
         harness.write_json(self.path, self.results)
 
 
+@dataclasses.dataclass(frozen=True)
+class HaraMnist:
+    """Hara et al.'s MNIST transforms around the CNN's `apply`, on [0, 1] pixels:
+    `Normalize(0.5, 0.5)` (x -> 2x - 1) always (`__call__`, the evaluation mode)
+    and, in training, `RandomCrop(28, padding=2)` first, keyed per step and
+    example. Frozen, so runs of every seed share the compiled estimators."""
+
+    cnn_apply: object
+
+    def __call__(self, params, x):
+        return self.cnn_apply(params, 2 * x - 1)
+
+    def train_loss(self, params, example, key):
+        import accjax
+
+        x, y = example
+        x = accjax.models.random_crop(x, key, pad=2)
+        return accjax.models.softmax_cross_entropy(self(params, x), y)
+
+
+def label_of(args, seed: int) -> str:
+    """The results folder's name: the workload and the options that change it."""
+    label = args.workload + (f"-noise{args.label_noise:g}" if args.label_noise else "")
+    label += f"-b{args.batch_size}" if args.batch_size != 64 else ""
+    label += f"-n{args.n_train}" if args.n_train is not None else ""
+    label += (f"-e{args.epochs}" if args.epochs != 1 else "") + (
+        "-last" if args.last_epoch else ""
+    )
+    return label + (f"-s{seed}" if seed else "")
+
+
 def setup(args):
     """(splits, problem, optimizer, query, tests, learning rate, eval_loss):
     eval_loss(params, (x, y)) is one example's loss in evaluation mode."""
@@ -166,29 +205,39 @@ def setup(args):
 
     if args.workload == "news20":
         return setup_text(args)
-    name = "mnist10" if args.workload == "mnist" else "cifar10"
+    name = "cifar10" if args.workload == "cifar10" else "mnist10"
     splits = accjax.datasets.load(
         name,
         n_train=args.n_train,
         n_val=args.n_val,
         n_test=args.n_test,
+        seed=args.seed,
         split="official",
         images=True,
         label_noise=args.label_noise,
         data_dir=args.data_dir,
     )
-    data = (jnp.asarray(splits.train[0]), jnp.asarray(splits.train[1]))
-    val = (jnp.asarray(splits.val[0]), jnp.asarray(splits.val[1]))
-    test = (jnp.asarray(splits.test[0]), jnp.asarray(splits.test[1]))
+    parts = [splits.train, splits.val, splits.test]
+    if args.workload == "mnist-hara":  # back to the [0, 1] pixels
+        shape = splits.train[0].shape[1:]
+        mean, scale = (splits.info[k].reshape(shape) for k in ("mean", "scale"))
+        parts = [((x * scale + mean).astype(np.float32), y) for x, y in parts]
+    data, val, test = [(jnp.asarray(x), jnp.asarray(y)) for x, y in parts]
+    init_key = jax.random.key(args.seed)
     if args.workload == "mnist":
-        params, apply = accjax.models.cnn(jax.random.key(0))
+        params, apply = accjax.models.cnn(init_key)
         train_loss = accjax.models.multiclass_loss(apply)
         problem, lr = accjax.Problem(train_loss, params, data), 0.05
+    elif args.workload == "mnist-hara":
+        params, cnn_apply = accjax.models.cnn(init_key)
+        apply, lr = HaraMnist(cnn_apply), 0.05
+        problem = accjax.Problem(apply.train_loss, params, data, key=init_key)
     else:
-        net = accjax.models.CifarCNN(rngs=nnx.Rngs(params=0, dropout=1))
+        rngs = nnx.Rngs(params=args.seed, dropout=args.seed + 1)
+        net = accjax.models.CifarCNN(rngs=rngs)
         model = accjax.models.from_nnx(net, augment=accjax.models.random_crop_flip)
         apply, lr = model.apply, 0.05
-        problem = model.problem(data, key=jax.random.key(0))
+        problem = model.problem(data, key=init_key)
     eval_loss = accjax.models.multiclass_loss(apply)
     query = accjax.mean_loss(eval_loss, val)
     tests = {
@@ -211,6 +260,7 @@ def setup_text(args):
         n_val=args.n_val,
         n_train=args.n_train,
         n_test=args.n_test,
+        seed=args.seed,
         max_len=args.seq_len,
         label_noise=args.label_noise,
         data_dir=args.data_dir,
@@ -218,11 +268,11 @@ def setup_text(args):
     net = accjax.models.TextTransformer(
         vocab_size=len(splits.info["vocabulary"]), max_len=args.seq_len,
         num_classes=20, dim=args.width, heads=4, num_layers=2, dropout=0.1,
-        rngs=nnx.Rngs(params=0, dropout=1),
+        rngs=nnx.Rngs(params=args.seed, dropout=args.seed + 1),
     )  # fmt: skip
     model = accjax.models.from_nnx(net)
     as_jax = lambda part: (jnp.asarray(part[0]), jnp.asarray(part[1]))
-    problem = model.problem(as_jax(splits.train), key=jax.random.key(0))
+    problem = model.problem(as_jax(splits.train), key=jax.random.key(args.seed))
     eval_loss = accjax.models.multiclass_loss(model.apply)
     test = as_jax(splits.test)
     tests = {
@@ -246,8 +296,18 @@ def measured(call):
     return out, {"seconds": seconds, "peak_rss_bytes": peak}
 
 
-def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
+def main(argv=None) -> int:
     args = parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for seed in seeds:
+        run_seed(argparse.Namespace(**{**vars(args), "seed": seed}))
+    if len(seeds) > 1:
+        summarize_seeds(args, seeds)
+    return 0
+
+
+def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
+    """Every wanted part for the training seed `args.seed`."""
     import jax
     import jax.numpy as jnp
 
@@ -255,11 +315,7 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
     from accjax._src.estimators import named
     from accjax._src.estimators import sgd_ie as sgd_ie_lib
 
-    label = args.workload + (f"-noise{args.label_noise:g}" if args.label_noise else "")
-    label += f"-b{args.batch_size}" if args.batch_size != 64 else ""
-    label += (f"-e{args.epochs}" if args.epochs != 1 else "") + (
-        "-last" if args.last_epoch else ""
-    )
+    label = label_of(args, args.seed)
     store = Store(Path(args.out) / label, args.fresh)
     store.results.update(
         date=datetime.date.today().isoformat(),
@@ -350,15 +406,7 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         """A stored part's values for every example as an `Influence`."""
         return accjax.Influence(jnp.arange(n), sign * jnp.asarray(store.array(part)))
 
-    covering = [p for p in ("sgd_ie", "tracin_cp", "dvemb") if store.done(p)]
-    influences = {p: over_all(p) for p in covering}
-    # The influence rankings run most harmful (most negative) first; the
-    # self-influence's runs largest first, so it joins them negated.
-    rankings = dict(influences)
-    if store.done("tracin_self"):
-        rankings["tracin_self"] = over_all("tracin_self", sign=-1)
-
-    if "acc_top" in wanted and not store.done("acc_top") and "sgd_ie" in influences:
+    if "acc_top" in wanted and not store.done("acc_top") and store.done("sgd_ie"):
         sgd = store.array("sgd_ie")
         top = np.argsort(sgd, kind="stable")[: args.acc_top]
         calls = {
@@ -394,7 +442,7 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         say(f"acc_top: rmse {record['rmse']} kendall {record['kendall']}")
 
     if repeats > 1 and "acc_fast" in wanted and not store.done("acc_fast"):
-        if "sgd_ie" in influences:
+        if store.done("sgd_ie"):
             budget = int(args.memory_budget * 2**30)
             fast, cost = measured(
                 lambda: (
@@ -445,6 +493,15 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
         store.save("acc_last_layer", record, {"acc_last_layer": values})
         say(f"acc_last_layer: {record}")
 
+    covering = ("sgd_ie", "acc_fast", "tracin_cp", "dvemb")
+    covering = [p for p in covering if store.done(p)]
+    influences = {p: over_all(p) for p in covering}
+    # The influence rankings run most harmful (most negative) first; the
+    # self-influence's runs largest first, so it joins them negated.
+    rankings = dict(influences)
+    if store.done("tracin_self"):
+        rankings["tracin_self"] = over_all("tracin_self", sign=-1)
+
     flipped = splits.info.get("flipped")
     if "detection" in wanted and flipped is not None and len(flipped):
         at = [max(1, round(n * p / 100)) for p in (1, 5, 10)]
@@ -484,14 +541,11 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
             )
         )  # fmt: skip
         record = {**cost, "num_subsets": args.lds_subsets, "fraction_removed": 0.01}
-        scored = dict(influences)
-        if store.done("acc_fast"):  # also covers every example
-            scored["acc_fast"] = over_all("acc_fast")
-        for name, inf in scored.items():
+        for name, inf in influences.items():
             record[name] = accjax.metrics.lds(inf, subsets)
         store.save("lds", record, {"lds_removed": subsets.removed,
                                    "lds_values": subsets.values})  # fmt: skip
-        say(f"lds: { {k: record[k] for k in scored} }")
+        say(f"lds: { {k: record[k] for k in influences} }")
     if "lds_noise" in wanted and not store.done("lds_noise"):
         changes, cost = measured(lambda: rounding_noise(run, query, args.noise_draws))
         record = {**cost, "changes": changes, "std": float(np.std(changes))}
@@ -506,7 +560,6 @@ def main(argv=None) -> int:  # noqa: C901, PLR0915 - one part after another
     store.results["finished"] = datetime.datetime.now().isoformat()
     harness.write_json(store.path, store.results)
     plot(store)
-    return 0
 
 
 def attribution_part(store, run, splits, eval_loss, checkpoints, num_queries):
@@ -560,6 +613,92 @@ def rounding_noise(run, query, draws: int) -> list[float]:
         )  # fmt: skip
         changes.append(float(query(moved_run.params)) - base)
     return changes
+
+
+def summarize_seeds(args, seeds: list[int]) -> dict | None:
+    """The cleansing over the seeds, written to <out>/<label>-seeds.json and .png:
+    per ranking and k, the change of test error in points (retrained without the
+    k, minus retrained with nothing removed; random: the mean of its draws) as
+    mean and standard error over the seeds, and the paired difference acc_fast -
+    sgd_ie per seed (negative: the fast ACC's removals lowered the error more)."""
+    records = {}
+    for seed in seeds:
+        path = Path(args.out) / label_of(args, seed) / "results.json"
+        parts = json.loads(path.read_text())["parts"] if path.exists() else {}
+        if "cleanse" in parts:
+            records[seed] = parts
+    if len(records) < 2:
+        print(f"seeds with a cleansing: {list(records)}; no summary", file=sys.stderr)
+        return None
+    first = next(iter(records.values()))["cleanse"]
+    remove, names = first["remove"], list(first["results"])
+    change = {
+        name: np.array([
+            100 * (np.mean(p["cleanse"]["results"][name]["error"], axis=0)
+                   - p["cleanse"]["baseline"]["error"])
+            for p in records.values()
+        ])
+        for name in names
+    }  # fmt: skip
+    sem = lambda a: a.std(0, ddof=1) / np.sqrt(a.shape[0])
+    out = {
+        "seeds": list(records),
+        "remove": remove,
+        "baseline_error_percent": [
+            100 * p["cleanse"]["baseline"]["error"] for p in records.values()
+        ],
+        "change_points": {
+            n: {"mean": c.mean(0).tolist(), "sem": sem(c).tolist(),
+                "per_seed": c.tolist()}
+            for n, c in change.items()
+        },
+        "seconds_mean": {
+            part: float(np.mean([p[part]["seconds"] for p in records.values()]))
+            for part in first if all(part in p for p in records.values())
+            and "seconds" in first.get(part, {})
+        },
+    }  # fmt: skip
+    if "acc_fast" in change and "sgd_ie" in change:
+        d = change["acc_fast"] - change["sgd_ie"]
+        out["acc_fast_minus_sgd_ie"] = {
+            "mean": d.mean(0).tolist(),
+            "sem": sem(d).tolist(),
+            "acc_fast_lower": (d < 0).sum(0).tolist(),
+            "equal": (d == 0).sum(0).tolist(),
+        }
+    label = label_of(args, 0)
+    harness.write_json(Path(args.out) / f"{label}-seeds.json", out)
+    _plot_seeds(out, Path(args.out) / f"{label}-seeds.png", label)
+    for j, k in enumerate(remove):
+        row = "  ".join(
+            f"{n} {change[n][:, j].mean():+.3f}+-{sem(change[n])[j]:.3f}" for n in names
+        )
+        print(f"k={k}: {row}", file=sys.stderr)
+    return out
+
+
+def _plot_seeds(summary: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    k = np.asarray(summary["remove"], float)
+    names = list(summary["change_points"])
+    for i, (name, c) in enumerate(summary["change_points"].items()):
+        shift = 1 + 0.04 * (i - (len(names) - 1) / 2)  # side by side on the log axis
+        ax.errorbar(k * shift, c["mean"], yerr=c["sem"], marker="o", capsize=3,
+                    label=name)  # fmt: skip
+    ax.axhline(0, color="k", lw=0.8, ls="--")
+    ax.set(xscale="log", xlabel="k removed (most harmful first)",
+           ylabel="change of test error (points)",
+           title=f"{title}, {len(summary['seeds'])} seeds (mean +- s.e.)")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(store: Store) -> None:

@@ -38,6 +38,7 @@ TESTED = {
     "cnn.py": "test_cnn",
     "full_size.py": "test_full_size",
     "full_pipeline.py": "test_full_pipeline",
+    "api.py": "test_api",
     "acc_fast.py": "test_acc_fast",
     "transformer.py": "test_transformer",
     "gpu.sh": "test_gpu_sh",
@@ -278,7 +279,7 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     args = ("bench/full_pipeline.py", "--quick", "--data-dir", real_data_dir)
     args += ("--epochs", "2")
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
-    folder = tmp_path / "mnist-noise0.1-e2"
+    folder = tmp_path / "mnist-noise0.1-n640-e2"
     report = load(folder / "results.json", "date", "machine", "args", "parts")
     assert set(report["parts"]) == {
         "train", "sgd_ie", "tracin_cp", "tracin_self", "dvemb", "acc_top",
@@ -296,15 +297,39 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     assert (folder / "sgd_ie.npy").stat().st_mtime_ns == sgd
     run(*args, "--workload", "cifar10", "--last-epoch", "--parts", "train,sgd_ie",
         "--out", str(tmp_path))  # fmt: skip
-    report = load(tmp_path / "cifar10-e2-last" / "results.json", "parts")
+    report = load(tmp_path / "cifar10-n640-e2-last" / "results.json", "parts")
     assert set(report["parts"]) == {"train", "sgd_ie"}
     parts = "train,sgd_ie,tracin_cp,acc_fast,attribution"
     run(*args, "--workload", "news20", "--seq-len", "16", "--width", "16",
         "--attribution-queries", "5", "--parts", parts,
         "--out", str(tmp_path))  # fmt: skip
-    report = load(tmp_path / "news20-e2" / "results.json", "parts")
+    report = load(tmp_path / "news20-n640-e2" / "results.json", "parts")
     assert set(report["parts"]) == set(parts.split(","))
     assert report["parts"]["attribution"]["num_queries"] == 5
+    # Hara's MNIST recipe over two seeds, the fast ACC's ranking cleansed
+    run(*args, "--workload", "mnist-hara", "--seeds", "0,1", "--parts",
+        "train,sgd_ie,acc_fast,cleanse", "--out", str(tmp_path))  # fmt: skip
+    summary = load(tmp_path / "mnist-hara-n640-e2-seeds.json", "seeds", "remove")
+    assert summary["seeds"] == [0, 1]
+    assert {"sgd_ie", "acc_fast", "random"} <= set(summary["change_points"])
+    assert len(summary["acc_fast_minus_sgd_ie"]["mean"]) == 2
+    assert (tmp_path / "mnist-hara-n640-e2-seeds.png").is_file()
+
+
+@pytest.mark.slow
+def test_api(run, tmp_path):
+    """The public-API benchmark at its quick sizes, with its CI bounds: a doubled
+    overhead in a public call fails here."""
+    out = tmp_path / "api.json"
+    history = tmp_path / "history.jsonl"
+    run("bench/api.py", "--quick", "--check", "--out", str(out),
+        "--history", str(history), "--plot", str(tmp_path / "h.png"))  # fmt: skip
+    report = load(out, "date", "commit", "workloads")
+    assert set(report["workloads"]) == {"mlp", "cnn", "transformer"}
+    for res in report["workloads"].values():
+        assert res["ratios"]["acc_x_loo"] > 0 and res["train_step_s"] > 0
+    assert "dvemb_x_train" not in report["workloads"]["transformer"]["ratios"]
+    assert len(history.read_text().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -1,0 +1,323 @@
+"""The public calls as a user makes them, timed as ratios to a training step.
+
+    python bench/api.py                                   # the three workloads
+    python bench/api.py --workloads cnn --repeats 7
+    python bench/api.py --history bench/history/api.jsonl --plot docs/api-history.png
+    python bench/api.py --quick --check                   # tiny sizes, CI bounds
+
+Workloads (float32, random data: the speed does not depend on the values):
+
+- `mlp`: `accjax.models.mlp` (104 features, widths 8, 8), 400 examples, batch 100,
+  10 epochs (40 steps), `optax.sgd(0.1)`: the reference size.
+- `cnn`: Hara's MNIST CNN (`accjax.models.cnn`, 13,750 parameters), 640 28x28
+  images, batch 64, 2 epochs (20 steps), `optax.sgd(0.05)`.
+- `transformer`: `accjax.models.TextTransformer` (2,000 words, 32 tokens, width
+  64, 2 heads, 2 blocks, dropout 0.1, keyed), 512 sequences, batch 32, 2 epochs
+  (32 steps), `optax.adamw(1e-3)` with optax's defaults.
+
+Each public call is made once to compile, then timed `--repeats` times in
+interleaved rounds (block_until_ready before the clock is read); the medians give:
+
+- `train_step_s`: `accjax.train` over the run's schedule, per step (the unit).
+- `loo_retrain_x_step`: `loo_retrain` on `--targets` targets, per target-step.
+- `acc_x_loo`: `acc_sgd_ie` on the same targets against `loo_retrain`, per
+  target-step, beside its floor `hvp_x_grad`: a batch Hessian-vector product
+  (jvp of the batch gradient) against the batch gradient, each timed inside one
+  scan over the run's batches.
+- `sgd_ie_x_train`, `tracin_x_train` (5 checkpoints), `dvemb_x_train` (plain SGD
+  only; projected to 64 dimensions: its floor is the projection, B d 64 a step,
+  and the 64 x 64 propagator): every example, against `accjax.train`.
+- `acc_fast_x_sgd_ie`: `acc_sgd_ie_fast` for every example against `sgd_ie`.
+- `cleanse_x_step`, `subset_retrain_x_step`: per retraining-step (the retrainings
+  a call makes, its replay of the run included).
+
+`--check` exits 1 when a ratio passes its bound in `BOUNDS` (loose enough for a
+shared machine: they catch a doubled overhead, not noise). `--history` appends the
+run (commit, date, machine, sizes, ratios) as one JSON line; `--plot` then draws
+every ratio of the history's full-size runs, one panel per workload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import harness
+import numpy as np
+
+WORKLOADS = ("mlp", "cnn", "transformer")
+# Loose CI bounds (x the unit named in the ratio), for --check.
+BOUNDS = {
+    "loo_retrain_x_step": 2.5,
+    "acc_x_loo": 4.0,
+    "sgd_ie_x_train": 8.0,
+    "acc_fast_x_sgd_ie": 8.0,
+    "tracin_x_train": 12.0,
+    "cleanse_x_step": 2.5,
+    "subset_retrain_x_step": 2.5,
+}
+DVEMB_DIM = 64  # DVEmb's d x d propagator is its floor: O(d^2 B) a step
+QUICK = dict(repeats=2, targets=4, scale=0.25)
+
+
+def parse_args(argv=None):
+    p = harness.parser(__doc__, out=None, out_help="JSON path", repeats=5)
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
+    p.add_argument("--targets", type=int, default=16)
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="examples x this (--quick: 0.25)"
+    )
+    p.add_argument("--check", action="store_true", help="exit 1 past a CI bound")
+    p.add_argument("--history", default=None, help="JSON-lines file to append to")
+    p.add_argument("--plot", default=None, help="PNG of the history (--history's)")
+    return harness.parse_args(p, argv, quick=QUICK)
+
+
+def workload(name: str, scale: float):
+    """(run, query, test, learning rate or None) of a named workload."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    import accjax
+
+    rng = np.random.RandomState(0)
+    size = lambda n, batch: max(2 * batch, int(round(n * scale)))
+    if name == "mlp":
+        n, lr = size(400, 100), 0.1
+        x = rng.randn(n + 200, 104).astype(np.float32)
+        y = (x @ rng.randn(104) > 0).astype(np.float32)
+        params, apply = accjax.models.mlp(jax.random.key(0), 104, (8, 8))
+        loss = accjax.models.binary_loss(apply)
+        problem = accjax.Problem(loss, params, (x[:n], y[:n]))
+        batch, epochs, optimizer, key = 100, 10, optax.sgd(lr), None
+        query = accjax.mean_loss(loss, (x[n:], y[n:]))
+        error = accjax.models.binary_error(apply)
+    elif name == "cnn":
+        n, lr = size(640, 64), 0.05
+        x = rng.rand(n + 200, 28, 28, 1).astype(np.float32)
+        y = rng.randint(0, 10, n + 200).astype(np.int32)
+        params, apply = accjax.models.cnn(jax.random.key(0))
+        loss = accjax.models.multiclass_loss(apply)
+        problem = accjax.Problem(loss, params, (x[:n], y[:n]))
+        batch, epochs, optimizer, key = 64, 2, optax.sgd(lr), None
+        query = accjax.mean_loss(loss, (x[n:], y[n:]))
+        error = accjax.models.multiclass_error(apply)
+    elif name == "transformer":
+        n, lr = size(512, 32), None
+        x = rng.randint(1, 2000, (n + 200, 32)).astype(np.int32)
+        x[:, 24:] = 0  # padding at the end of every sequence
+        y = rng.randint(0, 4, n + 200).astype(np.int32)
+        net = accjax.models.TextTransformer(
+            vocab_size=2000, max_len=32, num_classes=4, dim=64, heads=2,
+            num_layers=2, dropout=0.1, rngs=nnx.Rngs(params=0, dropout=1),
+        )  # fmt: skip
+        model = accjax.models.from_nnx(net)
+        problem = model.problem((x[:n], y[:n]), key=jax.random.key(0))
+        loss, apply = accjax.models.multiclass_loss(model.apply), model.apply
+        batch, epochs, optimizer, key = 32, 2, optax.adamw(1e-3), 0
+        query = accjax.mean_loss(loss, (x[n:], y[n:]))
+        error = accjax.models.multiclass_error(apply)
+    else:
+        raise ValueError(f"unknown workload {name!r}; choose from {WORKLOADS}")
+    problem = dataclasses.replace(problem, data=jax.tree.map(jnp.asarray, problem.data))
+    del key
+    run = accjax.train(problem, optimizer, batch_size=batch, epochs=epochs)
+    test = {"error": accjax.mean_loss(error, (jnp.asarray(x[n:]), jnp.asarray(y[n:])))}
+    return run, query, test, lr
+
+
+def hvp_x_grad(run, repeats: int) -> float:
+    """The floor of ACC over retraining: a batch HVP's time over a batch
+    gradient's, each over every batch of the run in one jitted scan."""
+    import jax
+    import jax.numpy as jnp
+
+    from accjax._src.train import batch_loss
+
+    p, params = run.problem, run.params
+    rows = jnp.asarray(run.schedule)
+
+    def loss(w, indices, t):
+        return batch_loss(p, w, indices, (indices >= 0).astype(jnp.float32), t)
+
+    def scan(body):
+        def go(w):
+            def step(carry, xs):
+                t, indices = xs
+                out = body(w, indices, t)
+                return carry + sum(jnp.vdot(a, a) for a in jax.tree.leaves(out)), None
+
+            xs = (jnp.arange(rows.shape[0]), rows)
+            return jax.lax.scan(step, jnp.float32(0), xs)[0]
+
+        return jax.jit(go)
+
+    grad = jax.grad(loss)
+    hvp = lambda w, i, t: jax.jvp(lambda v: grad(v, i, t), (w,), (w,))[1]
+    calls = {"grad": scan(grad), "hvp": scan(hvp)}
+    calls = {k: (lambda f=f: f(params)) for k, f in calls.items()}
+    harness.warm_up(calls)
+    wall, _ = harness.rounds(calls, repeats)
+    return statistics.median(wall["hvp"]) / statistics.median(wall["grad"])
+
+
+def bench_workload(name: str, args) -> dict:
+    import jax.numpy as jnp
+
+    import accjax
+
+    run, query, test, lr = workload(name, args.scale)
+    n, steps = run.problem.num_examples, run.num_steps
+    m = min(args.targets, n)
+    targets = jnp.arange(m)
+    five = np.linspace(steps / 5, steps, 5).round().astype(int)
+    remove = (1, 2)
+    calls = {
+        "train": lambda: accjax.train(
+            run.problem, run.optimizer, schedule=run.schedule
+        ),
+        "loo_retrain": lambda: accjax.loo_retrain(run, query, targets=targets),
+        "acc_sgd_ie": lambda: accjax.acc_sgd_ie(run, query, targets=targets),
+        "sgd_ie": lambda: accjax.sgd_ie(run, query),
+        "acc_sgd_ie_fast": lambda: accjax.acc_sgd_ie_fast(run, query),
+        "tracin": lambda: accjax.tracin(run, query, checkpoints=five),
+        "subset_retrain": lambda: accjax.subset_retrain(
+            run, query, num_subsets=4, fraction=0.9
+        ),
+    }
+    if lr is not None:
+        calls["dvemb"] = lambda: accjax.dvemb(
+            run, query, learning_rate=lr, projection_dim=DVEMB_DIM
+        )
+    sgd = accjax.sgd_ie(run, query)
+    calls["cleanse"] = lambda: accjax.cleanse(
+        run, query, test=test, estimator={"sgd_ie": sgd}, remove=remove,
+        random_draws=1,
+    )  # fmt: skip
+    print(f"[{name}] {n} examples, {steps} steps: compiling", file=sys.stderr)
+    harness.warm_up({k: (lambda c=c: _values(c())) for k, c in calls.items()})
+    wall, _ = harness.rounds({k: (lambda c=c: _values(c())) for k, c in calls.items()},
+                             args.repeats)  # fmt: skip
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    step = med["train"] / steps
+    per_target = lambda k: med[k] / (m * steps)
+    cleanse_runs = len(remove) * 2 + 1  # sgd_ie and random, and the replay
+    ratios = {
+        "loo_retrain_x_step": per_target("loo_retrain") / step,
+        "acc_x_loo": med["acc_sgd_ie"] / med["loo_retrain"],
+        "hvp_x_grad": hvp_x_grad(run, args.repeats),
+        "sgd_ie_x_train": med["sgd_ie"] / med["train"],
+        "acc_fast_x_sgd_ie": med["acc_sgd_ie_fast"] / med["sgd_ie"],
+        "tracin_x_train": med["tracin"] / med["train"],
+        "cleanse_x_step": med["cleanse"] / (cleanse_runs * steps) / step,
+        "subset_retrain_x_step": med["subset_retrain"] / (5 * steps) / step,
+    }
+    if "dvemb" in med:
+        ratios["dvemb_x_train"] = med["dvemb"] / med["train"]
+    num_params = sum(int(np.size(a)) for a in _leaves(run.params))
+    size = dict(num_examples=n, num_steps=steps, num_params=num_params, targets=m)
+    return {"size": size, "train_step_s": step, "median_s": med, "ratios": ratios}
+
+
+def _values(out):
+    """Something to block on: an Influence's values, a Run's params, else out."""
+    for attr in ("values", "params", "baseline"):
+        if hasattr(out, attr):
+            return getattr(out, attr)
+    return out
+
+
+def _leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def commit() -> str | None:
+    try:
+        cmd = ["git", "rev-parse", "--short", "HEAD"]
+        here = Path(__file__).parent
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=here)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def plot_history(history: Path, png: Path) -> None:
+    """Every ratio of every workload against the run's date, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(line) for line in history.read_text().splitlines() if line]
+    runs = [r for r in runs if not r.get("quick")] or runs  # --quick: a smoke test
+    workloads = sorted({w for r in runs for w in r["workloads"]})
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5 * len(workloads), 3.8),
+                             squeeze=False)  # fmt: skip
+    for ax, w in zip(axes[0], workloads, strict=True):
+        mine = [r for r in runs if w in r["workloads"]]
+        names = sorted({k for r in mine for k in r["workloads"][w]["ratios"]})
+        for k in names:
+            pts = [(i, r["workloads"][w]["ratios"][k]) for i, r in enumerate(mine)
+                   if k in r["workloads"][w]["ratios"]]  # fmt: skip
+            ax.plot(*zip(*pts, strict=True), marker="o", label=k)
+        ax.set_xticks(range(len(mine)))
+        ax.set_xticklabels([f"{r['date']}\n{r['commit']}" for r in mine], fontsize=7)
+        ax.set(yscale="log", title=w, ylabel="ratio")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.plot and not args.history:
+        sys.exit("--plot draws the history: pass --history too")
+    names = args.workloads.split(",")
+    unknown = sorted(set(names) - set(WORKLOADS))
+    if unknown:
+        sys.exit(f"--workloads: unknown {unknown}; choose from {list(WORKLOADS)}")
+    report = {
+        "bench": "api",
+        "date": datetime.date.today().isoformat(),
+        "commit": commit(),
+        "quick": bool(args.quick),
+        "repeats": args.repeats,
+        **harness.machine_info(),
+        "workloads": {w: bench_workload(w, args) for w in names},
+    }
+    failed = []
+    for w, res in report["workloads"].items():
+        print(f"{w}: train step {res['train_step_s'] * 1e3:.2f} ms, {res['size']}")
+        for k, v in res["ratios"].items():
+            bound = BOUNDS.get(k)
+            mark = "" if bound is None else f"  (CI bound {bound})"
+            if bound is not None and v > bound:
+                failed.append(f"{w} {k} = {v:.2f} > {bound}")
+                mark += "  PAST THE BOUND"
+            print(f"  {k:24s} {v:7.2f}{mark}")
+    if args.out:
+        harness.write_json(args.out, report)
+    if args.history:
+        with open(args.history, "a") as f:
+            f.write(json.dumps(report) + "\n")
+        if args.plot:
+            plot_history(Path(args.history), Path(args.plot))
+    if args.check and failed:
+        print("past the CI bounds:\n  " + "\n  ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
