@@ -29,8 +29,12 @@ def test_train_matches_plain_sgd_loop():
     np.testing.assert_allclose(got, thetas[-1], rtol=1e-12, atol=1e-14)
 
 
-def test_user_loop_with_make_step_replays_identically():
+@pytest.mark.parametrize("numpy_data", [False, True])
+def test_user_loop_with_make_step_replays_identically(numpy_data):
     problem, _, _ = tanh_mlp_problem()
+    if numpy_data:  # jitting a closure over NumPy data indexes them with tracers
+        data = jax.tree.map(np.asarray, problem.data)
+        problem = accjax.Problem(problem.loss, problem.params, data)
     optimizer = optax.adam(0.05)
     step = jax.jit(accjax.make_step(problem, optimizer))
     state = accjax.TrainState(problem.params, optimizer.init(problem.params))

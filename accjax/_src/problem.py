@@ -142,10 +142,19 @@ def example_loss(problem: Problem, params: Params, example, index, t) -> jax.Arr
     return problem.loss(params, example, key)
 
 
+def example_rows(problem: Problem, indices):
+    """The data rows of training examples `indices` (-1: padding, example 0's row).
+
+    NumPy data are taken as jax arrays, so a step jitted around a closure over
+    the problem (`make_step`) indexes them with traced indices."""
+    safe = jnp.maximum(indices, 0)
+    return jax.tree.map(lambda a: jnp.asarray(a)[safe], problem.data)
+
+
 def example_losses(problem: Problem, params: Params, indices, t) -> jax.Array:
     """`(B,)` losses of the training examples `indices` at step `t` (-1: padding,
     whose value is example 0's and must be masked)."""
-    rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
+    rows = example_rows(problem, indices)
     return jax.vmap(lambda ex, i: example_loss(problem, params, ex, i, t))(
         rows, indices
     )
@@ -154,7 +163,7 @@ def example_losses(problem: Problem, params: Params, indices, t) -> jax.Array:
 def example_grads(problem: Problem, params: Params, indices, t) -> Params:
     """Per-example loss gradients at step `t`, a pytree like params with a
     leading `(B,)` axis (padding rows: example 0's, to be masked)."""
-    rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
+    rows = example_rows(problem, indices)
     grad = jax.grad(example_loss, argnums=1)
     return jax.vmap(lambda ex, i: grad(problem, params, ex, i, t))(rows, indices)
 
@@ -165,7 +174,7 @@ def example_hvps(
     """Per-example Hessian-vector products H_i(params) tangent at step `t`, like
     `example_grads` (leading `(B,)` axis; padding rows to be masked). With
     `per_example`, `tangent` has a leading `(B,)` axis too: H_i tangent_i."""
-    rows = jax.tree.map(lambda a: a[jnp.maximum(indices, 0)], problem.data)
+    rows = example_rows(problem, indices)
     grad = jax.grad(example_loss, argnums=1)
 
     def one(ex, i, v):

@@ -28,7 +28,13 @@ import optax
 
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
-from accjax._src.problem import Influence, Run, TrainState, example_loss
+from accjax._src.problem import (
+    Influence,
+    Run,
+    TrainState,
+    example_loss,
+    example_rows,
+)
 from accjax._src.schedule import check_per_epoch
 from accjax._src.train import (
     batch_grad,
@@ -133,7 +139,7 @@ def _own_terms(problem, view, params, t, indices, slots, dp, in_window, source):
     v = [a[jnp.where(valid, slots, 0)] for a in dp]
 
     def grad_and_hvp(k, v):
-        example = jax.tree.map(lambda a: a[jnp.maximum(k, 0)], problem.data)
+        example = example_rows(problem, k)
         grad = jax.grad(example_loss, argnums=1)
         own = lambda s: view.select(
             grad(problem, view.with_selected(params, s), example, k, t)
