@@ -162,6 +162,22 @@ def test_detection_counts_flipped_among_the_first_k():
         accjax.metrics.detection(inf, [3, 0], largest_first="yes")
 
 
+def test_cleanse_takes_one_influence_as_its_ranking(setting):
+    problem, run, query, val, _ = setting
+    test = accjax.mean_loss(problem.loss, val)
+    sgd = accjax.sgd_ie(run, query)
+    one = accjax.cleanse(run, query, test=test, estimator=sgd, remove=[2],
+                         random_draws=0)  # fmt: skip
+    named = accjax.cleanse(run, query, test=test, estimator={"influence": sgd},
+                           remove=[2], random_draws=0)  # fmt: skip
+    assert list(one.results) == ["influence"]
+    np.testing.assert_array_equal(one.rankings["influence"],
+                                  named.rankings["influence"])  # fmt: skip
+    for metric in one.baseline:  # a bare test function is one metric, "test"
+        np.testing.assert_allclose(one.results["influence"][metric],
+                                   named.results["influence"][metric])  # fmt: skip
+
+
 def test_cleanse_rejects_bad_input(setting):
     problem, run, query, val, _ = setting
     test = accjax.mean_loss(problem.loss, val)

@@ -213,7 +213,9 @@ def check_remove(remove, limit: int) -> tuple[int, ...]:
 
 
 def _influences(estimator, run, query, learning_rate, progress) -> dict:
-    if isinstance(estimator, str | Influence):
+    if isinstance(estimator, Influence):
+        estimator = {"influence": estimator}
+    if isinstance(estimator, str):
         estimator = [estimator]
     if not isinstance(estimator, Mapping):
         items = []
@@ -357,8 +359,8 @@ def cleanse(
         "loss": accjax.mean_loss(loss, test)}`.
       estimator: an estimator name (one of "exact", "sgd_ie", "acc_sgd_ie",
         "acc_nonlinear", "tracin", "influence_function"), an `Influence`
-        already computed for `query`, a list of names, or a dict label -> name
-        or Influence.
+        already computed for `query` (labelled "influence"), a list of names, or
+        a dict label -> name or Influence.
       remove: the counts k of removed examples.
       retrain: "all" (replay from the initial parameters), "last-epoch"
         (restart from the factual state at the start of the final epoch, see
