@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import accjax
+from accjax._src import extras
 from accjax._src.cleanse import (
     DEFAULT_REMOVE,
     check_remove,
@@ -141,10 +142,7 @@ def plot_summaries(path, summaries, *, metric="error") -> None:
     """A panel per summary (`{title: summary}`): test `metric` against k (log x),
     a line per ranking, a band for the spread over seeds (min to max), the
     no-removal level dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = extras.pyplot("the cleansing experiment's plots")
 
     fig, axes = plt.subplots(
         1, len(summaries), squeeze=False, figsize=(4.6 * len(summaries) + 1, 3.9)

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 import accjax
+from accjax._src import extras
 from accjax._src.datasets.bundled import breast_cancer_pool
 from accjax._src.estimators.named import estimate
 from accjax._src.files import atomic_write, dump_json
@@ -37,10 +38,7 @@ def breast_cancer_splits(n_train: int, n_val: int, seed: int, dtype):
 
 
 def scatter_plot(path: Path, exact, estimates: dict, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = extras.pyplot("the demo's plot")
 
     fig, axes = plt.subplots(1, len(estimates), figsize=(4.2 * len(estimates), 4.2))
     axes = np.atleast_1d(axes)

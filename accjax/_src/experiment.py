@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 import accjax
+from accjax._src import extras
 from accjax._src.estimators.named import NEED_LEARNING_RATE, estimate
 from accjax._src.files import atomic_write, dump_json
 
@@ -53,9 +54,10 @@ KEY = ("dataset", "model", "condition", "seed", "epochs")
 
 def cv_l2(x, y, seed) -> float:
     """The reference's L2 weight: 1 / (C n), C from 5-fold LogisticRegressionCV."""
-    from sklearn.linear_model import LogisticRegressionCV
-
-    clf = LogisticRegressionCV(cv=5, fit_intercept=False, random_state=seed)
+    linear_model = extras.require("sklearn.linear_model", "the reference L2 weight")
+    clf = linear_model.LogisticRegressionCV(
+        cv=5, fit_intercept=False, random_state=seed
+    )
     with warnings.catch_warnings():  # scikit-learn's notices of future defaults
         warnings.simplefilter("ignore", FutureWarning)
         clf.fit(np.asarray(x), np.asarray(y))
@@ -251,10 +253,7 @@ def write_csv(path, summary, estimators) -> None:
 
 def plot_metrics(path, summary, estimators, epochs) -> None:
     """Each metric against epochs, a line per estimator, a band for the seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = extras.pyplot("the experiment's plots")
 
     panels = sorted({k.rsplit("/", 1)[0] for k in summary})
     metrics = ("rmse", "kendall", "jaccard@10")
@@ -284,10 +283,7 @@ def plot_metrics(path, summary, estimators, epochs) -> None:
 
 
 def plot_scatter(path, row, title) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = extras.pyplot("the experiment's plots")
 
     exact = np.asarray(row["values"]["exact"])
     names = [n for n in row["values"] if n != "exact"]

@@ -175,23 +175,6 @@ def from_nnx(
     return NnxModel(params, _TrainLoss(fns), _EvalApply(fns), fns.stochastic)
 
 
-def random_crop(x, key, pad: int = 4):
-    """One HWC image zero-padded by `pad` on each side and cropped back to its size
-    at an offset drawn uniformly from the (2 pad + 1)^2 possible (torchvision's
-    `RandomCrop(size, padding=pad)`)."""
-    padded = jnp.pad(x, ((pad, pad), (pad, pad), (0, 0)))
-    dy, dx = jax.random.randint(key, (2,), 0, 2 * pad + 1)
-    return jax.lax.dynamic_slice(padded, (dy, dx, 0), x.shape)
-
-
-def random_crop_flip(x, key, pad: int = 4):
-    """The standard CIFAR augmentation of one HWC image: `random_crop`, then a
-    left-right flip with probability 1/2."""
-    crop_key, flip_key = jax.random.split(key)
-    x = random_crop(x, crop_key, pad)
-    return jnp.where(jax.random.bernoulli(flip_key), x[:, ::-1], x)
-
-
 class _Conv(nnx.Module):
     """SAME stride-1 convolution through `conv2d_valid` (the CPU-fast lowering
     of docs/performance.md), PyTorch's default uniform init."""

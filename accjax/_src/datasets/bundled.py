@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import sklearn
-from sklearn.datasets import load_breast_cancer, load_digits
 
+from accjax._src import extras
 from accjax._src.datasets.pool import Pool
 
 
@@ -14,7 +13,9 @@ def breast_cancer_pool() -> Pool:
 
     Labels as scikit-learn gives them: 0 malignant, 1 benign.
     """
-    data = load_breast_cancer()
+    sklearn = extras.require("sklearn", "the bundled data sets")
+    datasets = extras.require("sklearn.datasets", "the bundled data sets")
+    data = datasets.load_breast_cancer()
     info = {
         "source": f"sklearn.datasets.load_breast_cancer (scikit-learn "
         f"{sklearn.__version__})",
@@ -33,7 +34,9 @@ def digits_pool() -> Pool:
     Ones first, then sevens, each in file order (as the MNIST pool). Pixels are
     0..16 and are divided by 16 so raw features lie in [0, 1], as MNIST's do.
     """
-    data = load_digits()
+    sklearn = extras.require("sklearn", "the bundled data sets")
+    datasets = extras.require("sklearn.datasets", "the bundled data sets")
+    data = datasets.load_digits()
     ones = np.flatnonzero(data.target == 1)
     sevens = np.flatnonzero(data.target == 7)
     rows = np.concatenate([ones, sevens])

@@ -15,8 +15,8 @@ import tarfile
 import zlib
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 
+from accjax._src import extras
 from accjax._src.datasets import files
 from accjax._src.datasets.pool import Pool
 
@@ -121,7 +121,8 @@ def load_pool(data_dir) -> Pool:
     names, docs = read_archive(path)
     train_texts, train_y = subset_texts(names, docs, "train")
     test_texts, test_y = subset_texts(names, docs, "test")
-    vectorizer = TfidfVectorizer(stop_words="english", min_df=0.001, max_df=0.2)
+    text = extras.require("sklearn.feature_extraction.text", "the news20 TF-IDF pool")
+    vectorizer = text.TfidfVectorizer(stop_words="english", min_df=0.001, max_df=0.2)
     x_train = vectorizer.fit_transform(train_texts).toarray()
     x_test = vectorizer.transform(test_texts).toarray()
     info = {

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+
+from accjax._src import extras
+
+
+def train_test_split(*args, **kwargs):
+    """scikit-learn's `train_test_split` (the reference scripts' draw)."""
+    model_selection = extras.require("sklearn.model_selection", "the reference split")
+    return model_selection.train_test_split(*args, **kwargs)
 
 
 def check_sizes(name: str, pool_size: int, n_train, n_val, n_test) -> None:
