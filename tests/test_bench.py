@@ -154,6 +154,7 @@ def import_script(name: str, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))  # for `import harness`
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # as `import` would
     spec.loader.exec_module(module)
     return module
 

@@ -10,6 +10,7 @@ import pytest
 
 import accjax
 from accjax._src import cleanse as cleanse_lib
+from accjax._src import replay as replay_lib
 from tests import reference
 from tests.test_estimators import decaying_lr, lrs_of, tanh_mlp_problem
 
@@ -25,7 +26,7 @@ def setting():
 def test_removing_nothing_reproduces_the_model(setting):
     _, run, *_ = setting
     for retrain in ("all", "last-epoch"):
-        zs = cleanse_lib.replay(run, np.ones((1, 13)), retrain=retrain)
+        zs = replay_lib.replay(run, np.ones((1, 13)), retrain=retrain)
         for a, b in zip(
             jax.tree.leaves(zs.params), jax.tree.leaves(run.params), strict=True
         ):
@@ -40,8 +41,8 @@ def test_removing_k_equals_plain_retraining_without_them(setting, retrain):
     keep = np.ones((len(removed), 13))
     for row, r in zip(keep, removed, strict=True):
         row[r] = 0.0
-    zs = cleanse_lib.replay(run, keep, retrain=retrain, chunk_size=2)
-    start = cleanse_lib._start_step(retrain, run)
+    zs = replay_lib.replay(run, keep, retrain=retrain, chunk_size=2)
+    start = replay_lib.start_step(retrain, run)
     lrs = lrs_of(run.num_steps)
     for i, r in enumerate(removed):
         thetas, unravel = reference.trajectory(
@@ -61,9 +62,9 @@ def test_removing_k_equals_plain_retraining_without_them(setting, retrain):
 
 def test_last_epoch_start_is_the_final_epoch():
     schedule = accjax.make_schedule(13, 4, 3)  # 4 steps per epoch
-    assert cleanse_lib.last_epoch_start(schedule, 13) == 8
+    assert replay_lib.last_epoch_start(schedule, 13) == 8
     with pytest.raises(ValueError, match="never appear"):
-        cleanse_lib.last_epoch_start(np.array([[0, 1], [1, 0]]), 3)
+        replay_lib.last_epoch_start(np.array([[0, 1], [1, 0]]), 3)
 
 
 def test_cleanse_removes_the_most_negative_and_scores_each_k(setting):
@@ -194,7 +195,7 @@ def test_cleanse_rejects_bad_input(setting):
     with pytest.raises(ValueError, match="scalar"):
         accjax.cleanse(run, query, test=lambda p: jnp.ones(2), remove=[1])
     with pytest.raises(ValueError, match="keep"):
-        cleanse_lib.replay(run, np.ones(13))
+        replay_lib.replay(run, np.ones(13))
 
 
 def test_subset_retrain_matches_plain_retraining(setting):

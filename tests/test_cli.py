@@ -195,5 +195,5 @@ def test_experiment_settings_reuse_compiled_estimators():
             estimators=["acc_sgd_ie"],
         )  # fmt: skip
         if seed == 0:
-            sizes = (acc._acc_chunks._cache_size(), loo._loo_chunks._cache_size())
-    assert (acc._acc_chunks._cache_size(), loo._loo_chunks._cache_size()) == sizes
+            sizes = (acc.acc_chunks._cache_size(), loo._loo_chunks._cache_size())
+    assert (acc.acc_chunks._cache_size(), loo._loo_chunks._cache_size()) == sizes

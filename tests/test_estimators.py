@@ -323,7 +323,7 @@ def test_no_retrace_on_second_call(mlp_setup):
     from accjax._src.estimators import acc, loo, sgd_ie
 
     for estimator, impl in (
-        (accjax.acc_sgd_ie, acc._acc_chunks),
+        (accjax.acc_sgd_ie, acc.acc_chunks),
         (accjax.loo_retrain, loo._loo_chunks),
         (accjax.sgd_ie, sgd_ie._sgd_ie_all),
     ):

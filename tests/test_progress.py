@@ -101,12 +101,12 @@ def _lowered_cores(with_progress: bool) -> dict[str, str]:
     chunks = jnp.arange(4, dtype=jnp.int32).reshape(1, 4)
     options = dict(with_progress=with_progress)
     num_params = sum(x.size for x in jax.tree.leaves(problem.params))
-    sketch = acc_fast._Sketch(num_params, None, 0, "adjoint")
+    sketch = acc_fast.Sketch(num_params, None, 0, "adjoint")
     lowered = {
         "train": train_lib._train_scan.lower(*args, with_progress),
         "sgd_ie": sgd_ie._sgd_ie_all.lower(*args, query=query, storage="all",
                                            **options),
-        "acc_sgd_ie": acc._acc_chunks.lower(
+        "acc_sgd_ie": acc.acc_chunks.lower(
             *args, chunks, jnp.ones(run.num_steps, bool), query=query,
             linear_readout=True, **options,
         ),

@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
     # The per-target state is really split: each chunk's outputs are sharded.
     sharding = common.target_sharding(jax.devices())
-    values, shift, _ = acc._acc_chunks(
+    values, shift, _ = acc.acc_chunks(
         run.problem, run.optimizer, run.schedule,
         common.chunk(common.check_targets(None, 13), 8),
         acc.window_mask(None, run.num_steps),

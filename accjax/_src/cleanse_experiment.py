@@ -20,15 +20,11 @@ import numpy as np
 
 import accjax
 from accjax._src import extras
-from accjax._src.cleanse import (
-    DEFAULT_REMOVE,
-    check_remove,
-    check_retrain,
-    cleanse,
-)
+from accjax._src.cleanse import DEFAULT_REMOVE, check_remove, cleanse
 from accjax._src.estimators.named import estimate
 from accjax._src.experiment import make_problem, model_data
 from accjax._src.files import atomic_write, dump_json
+from accjax._src.replay import check_retrain
 
 
 def _peak_rss_mb() -> float:

@@ -15,6 +15,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Training-data attribution along the SGD trajectory.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_demo_parser, _experiment_parser, _cleanse_parser, _data_parser):
+        add(sub)
+    return parser
+
+
+def _demo_parser(sub) -> None:
     demo = sub.add_parser(
         "demo",
         help="exact retraining vs SGD-IE vs ACC-SGD-IE on bundled real data",
@@ -52,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--x64", action="store_true", help="float64 throughout (default float32)"
     )
+
+
+def _experiment_parser(sub) -> None:
     exp = sub.add_parser(
         "experiment",
         help="estimators vs exact retraining over a grid of settings",
@@ -102,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", default="accjax-experiment")
     exp.add_argument("--resume", action="store_true")
     exp.add_argument("--float32", action="store_true")
+
+
+def _cleanse_parser(sub) -> None:
     cl = sub.add_parser(
         "cleanse",
         help="remove the most harmful training examples, retrain, test",
@@ -149,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--data-dir", default=None)
     cl.add_argument("--out", default="accjax-cleanse", help="(accjax-cleanse)")
     cl.add_argument("--x64", action="store_true", help="float64 (default float32)")
+
+
+def _data_parser(sub) -> None:
     data = sub.add_parser("data", help="benchmark data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     fetch = data_sub.add_parser(
@@ -161,7 +176,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("name", help="adult, news20, mnist, mnist10 or cifar10")
     fetch.add_argument("--data-dir", default=None)
-    return parser
 
 
 def _fetch(name: str, data_dir) -> int:

@@ -36,11 +36,7 @@ epoch) the correction vanishes. For plain SGD: with one epoch SGD-IE exactly, as
 ACC is; exact for ACC when the steps between two occurrences scale every vector
 alike (isotropic curvature) and k occurs at most twice.
 
-Memory: the states the reverse sweep replays (all T, or T/c + c with
-checkpoints every c steps) and n x |params| carried floats, or n x d in a count
-sketch of dimension d (`projection_dim`): <u, X> is then estimated by
-<S u, S X>, S a random signed hashing of the parameters into d buckets
-(unbiased, error ~ |u| |X| / sqrt(d)).
+Memory: `acc_fast_memory`.
 """
 
 from __future__ import annotations
@@ -54,6 +50,7 @@ from jax.flatten_util import ravel_pytree
 
 from accjax._src import progress as progress_lib
 from accjax._src.estimators import common
+from accjax._src.estimators.acc_fast_memory import Sketch, plan_memory
 from accjax._src.problem import Influence, Run, example_grads, example_hvps
 from accjax._src.train import batch_grad, init_state, param_dtype, step
 from accjax._src.zero_sqrt import optimizer_update
@@ -68,19 +65,6 @@ def _flat_rows(tree):
 
 def _vdot(a, b):
     return sum(jnp.vdot(x, y) for x, y in zip(a, b, strict=True))
-
-
-def _sketch(num_params: int, dim: int, seed: int):
-    """A count sketch R^|params| -> R^dim: `sketch(x)` for `(..., |params|)`."""
-    rng = np.random.RandomState(seed)
-    buckets = jnp.asarray(rng.randint(0, dim, num_params), jnp.int32)
-    signs = rng.choice(np.array([-1.0, 1.0]), num_params)
-
-    def sketch(x):
-        signed = (x * jnp.asarray(signs, x.dtype)[None]).T
-        return jax.ops.segment_sum(signed, buckets, num_segments=dim).T
-
-    return sketch
 
 
 def _backward_step(problem, optimizer, view, sketch, carry, t, indices, z):
@@ -154,30 +138,6 @@ def _backward_step(problem, optimizer, view, sketch, carry, t, indices, z):
     sign_k = sign_k.at[slot].set(sign_t, mode="drop")
     seen = seen.at[slot].set(True, mode="drop")
     return (a_t, log_t, sign_t, carried, log_k, sign_k, seen, values)
-
-
-class _Sketch:
-    """The identity or a count sketch of the parameter vectors, and the contraction
-    (static configuration of the sweep; hashed by value so jit reuses it)."""
-
-    def __init__(self, num_params, projection_dim, seed, contraction):
-        self.dim = num_params if projection_dim is None else projection_dim
-        self.contraction = contraction
-        self.key = (num_params, projection_dim, seed, contraction)
-        self.fn = (
-            (lambda x: x)
-            if projection_dim is None
-            else _sketch(num_params, projection_dim, seed)
-        )
-
-    def __call__(self, x):
-        return self.fn(x)
-
-    def __hash__(self):
-        return hash(self.key)
-
-    def __eq__(self, other):
-        return isinstance(other, _Sketch) and self.key == other.key
 
 
 @functools.partial(
@@ -269,59 +229,6 @@ def _acc_fast_all(
     return carry[-1]
 
 
-def plan_memory(run: Run, projection_dim, storage, memory_budget):
-    """`(projection_dim, segment)` for the sweep: the arguments checked, and for
-    `memory_budget` (bytes) the largest sketch (none if the n x |params|
-    carried floats fit half the budget) and the fewest replays whose stored
-    states fit the rest."""
-    n, num_steps = run.problem.num_examples, run.num_steps
-    num_params = ravel_pytree(run.problem.params)[0].shape[0]
-    itemsize = np.dtype(param_dtype(run.problem.params)).itemsize
-    if projection_dim is not None and (
-        isinstance(projection_dim, bool)
-        or not isinstance(projection_dim, int | np.integer)
-        or projection_dim < 1
-    ):
-        raise ValueError(
-            f"`projection_dim` must be None or an int >= 1; got {projection_dim!r}."
-        )
-    if storage != "all" and (
-        isinstance(storage, bool)
-        or not isinstance(storage, int | np.integer)
-        or not 1 <= storage <= num_steps
-    ):
-        raise ValueError(
-            "`storage` must be 'all' or a segment length (int) in "
-            f"[1, {num_steps}]; got {storage!r}."
-        )
-    segment = 1 if storage == "all" else int(storage)
-    if memory_budget is None:
-        return projection_dim, segment
-    common.check_memory_budget(memory_budget)
-    if projection_dim is None:
-        dim = num_params
-        while n * dim * itemsize > memory_budget // 2 and dim > 64:
-            dim = 2 ** int(np.log2(dim - 1))
-        projection_dim = None if dim == num_params else dim
-    carried = n * (projection_dim or num_params) * itemsize
-    state = common.nbytes(
-        jax.eval_shape(lambda p: init_state(p, run.optimizer), run.problem)
-    )
-    rest = memory_budget - carried
-    if storage == "all":
-        best = max(1, int(np.sqrt(num_steps)))
-        for c in (1, *range(2, best + 1)):
-            if (-(-num_steps // c) + c) * state <= rest:
-                return projection_dim, c
-        need = (-(-num_steps // best) + best) * state + carried
-        raise ValueError(
-            f"`memory_budget` = {memory_budget} bytes is below what acc_sgd_ie_fast "
-            f"keeps at the least: {need} bytes (states every {best} steps of a "
-            f"{state}-byte state, {carried} bytes carried for {n} examples)."
-        )
-    return projection_dim, segment
-
-
 def acc_sgd_ie_fast(
     run: Run,
     query,
@@ -411,7 +318,7 @@ def acc_sgd_ie_fast(
                 f"holds example {ordered[t, j + 1]} twice. Use acc_sgd_ie."
             )
     num_params = ravel_pytree(run.problem.params)[0].shape[0]
-    sketch = _Sketch(num_params, projection_dim, seed, contraction)
+    sketch = Sketch(num_params, projection_dim, seed, contraction)
     with progress_lib.reporting(progress, "acc_sgd_ie_fast") as with_progress:
         values = _acc_fast_all(
             run.problem,
