@@ -10,7 +10,7 @@ DATA_ENV := $(if $(wildcard $(SHARED_DATA)),ACCJAX_DATA=$(SHARED_DATA),)
 # Both cores; `slow` (the long statistical checks) is left to `make test-slow`.
 PYTEST := $(VENV)/bin/python -m pytest -q -n 2
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check accjax tests bench
 
 bench: $(STAMP)
-	$(VENV)/bin/python bench/speed.py
+	$(VENV)/bin/python bench/api.py
+
+# The docs site (Sphinx, MyST Markdown, autodoc); any warning is an error.
+docs: $(STAMP)
+	$(VENV)/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) accjax-demo .pytest_cache
+	rm -rf $(VENV) accjax-demo .pytest_cache docs/_build

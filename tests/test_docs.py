@@ -91,6 +91,19 @@ def blocks(path: str) -> list[str]:
     return BLOCK.findall((REPO / path).read_text())
 
 
+def test_the_reference_names_every_public_name():
+    """docs/reference.md (autodoc) documents each name the package exports."""
+    import accjax
+
+    text = (REPO / "docs" / "reference.md").read_text()
+    subs = ("metrics", "datasets", "models")
+    modules = {"accjax": accjax, **{f"accjax.{m}": getattr(accjax, m) for m in subs}}
+    names = [f"{m}.{n}" for m, mod in modules.items() for n in mod.__all__
+             if n not in subs]  # fmt: skip
+    missing = [n for n in names if not re.search(rf":: {re.escape(n)}\b", text)]
+    assert not missing, f"docs/reference.md lacks {missing}"
+
+
 def test_every_block_runs_or_says_why():
     """A block is run, or marked `# not run:` with a reason; SETUP and SHRINK
     name blocks that exist, and every replacement matches its block."""
