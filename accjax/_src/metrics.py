@@ -133,8 +133,9 @@ def detection(
 
     Returns:
       `{"precision": {"k": ...}, "recall": {"k": ...}, "auc": ...}` and
-      `"num_flipped"`: precision@k (corrupted among the first k / k), recall@k (corrupted
-      among the first k / all corrupted) and the area under the recall curve
+      `"num_flipped"`: precision@k (corrupted among the first k / k),
+      recall@k (corrupted among the first k / all corrupted) and the area under
+      the recall curve
       over k = 1..N (N ranked examples), which is (N + 1) / (2 N) for a random
       ranking and 1 - (|F| - 1) / (2 N) for a perfect one.
     """
