@@ -631,7 +631,10 @@ def summarize_seeds(args, seeds: list[int]) -> dict | None:
         print(f"seeds with a cleansing: {list(records)}; no summary", file=sys.stderr)
         return None
     first = next(iter(records.values()))["cleanse"]
-    remove, names = first["remove"], list(first["results"])
+    remove = first["remove"]
+    # the rankings every seed cleansed with
+    cleansed = [set(p["cleanse"]["results"]) for p in records.values()]
+    names = [n for n in first["results"] if all(n in c for c in cleansed)]
     change = {
         name: np.array([
             100 * (np.mean(p["cleanse"]["results"][name]["error"], axis=0)

@@ -60,7 +60,7 @@ def main(argv=None):
             )
             mask = acc.window_mask(None, run.num_steps)
             call = functools.partial(
-                acc._acc_chunks, problem, optimizer, run.schedule, chunks, mask,
+                acc.acc_chunks, problem, optimizer, run.schedule, chunks, mask,
                 query=query, linear_readout=True, with_progress=False,
             )  # fmt: skip
             calls = {

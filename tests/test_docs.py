@@ -182,8 +182,15 @@ def test_the_wheel_installs_the_core_and_runs_the_readme(tmp_path):
         )
         return proc.stdout
 
+    import shutil
+
+    source = tmp_path / "src"  # a copy: building writes build/ beside the sources
+    shutil.copytree(REPO / "accjax", source / "accjax",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
-        str(REPO))  # fmt: skip
+        str(source))  # fmt: skip
     (wheel,) = tmp_path.glob("accjax-*.whl")
     with zipfile.ZipFile(wheel) as z:
         meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
