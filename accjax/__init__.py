@@ -8,6 +8,8 @@ helpful), negative if k was harmful.
 from accjax import datasets as datasets
 from accjax import metrics as metrics
 from accjax import models as models
+from accjax._src.cleanse import Cleansing as Cleansing
+from accjax._src.cleanse import Subsets as Subsets
 from accjax._src.cleanse import cleanse as cleanse
 from accjax._src.cleanse import subset_retrain as subset_retrain
 from accjax._src.estimators.acc import acc_sgd_ie as acc_sgd_ie
@@ -34,9 +36,11 @@ from accjax._src.train import train as train
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cleansing",
     "Influence",
     "Problem",
     "Run",
+    "Subsets",
     "TrainState",
     "acc_dvemb",
     "acc_sgd_ie",

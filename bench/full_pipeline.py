@@ -23,7 +23,8 @@ Parts, in order, each written as soon as it finishes (JSON `results.json` and ar
 sgd_ie, tracin_cp (5 evenly spaced checkpoints, or one per epoch from 5 epochs) and
 dvemb (projected) for every example, and TracInCP's self-influence
 (`tracin(run, "self")` at the same checkpoints: the ranking for finding flipped
-labels); ACC-SGD-IE and exact retraining on the `--acc-top` most harmful by SGD-IE,
+labels); ACC-SGD-IE and exact retraining on the `--acc-top` most harmful (by the fast
+ACC where a rerun finds it, else by SGD-IE),
 `acc_sgd_ie_fast` for every example (MNIST; its correction's size against SGD-IE,
 the predictor of docs/results.md), and the last-layer ACC (`params_subset`) on the
 `--last-layer-top` most harmful (its time for all n extrapolated) - the three ACC
@@ -408,7 +409,9 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
 
     if "acc_top" in wanted and not store.done("acc_top") and store.done("sgd_ie"):
         sgd = store.array("sgd_ie")
-        top = np.argsort(sgd, kind="stable")[: args.acc_top]
+        # the most harmful by the fast ACC where it ran (a rerun), else by SGD-IE
+        by = "acc_fast" if store.done("acc_fast") else "sgd_ie"
+        top = np.argsort(store.array(by), kind="stable")[: args.acc_top]
         calls = {
             "acc_sgd_ie": lambda t: accjax.acc_sgd_ie(run, query, targets=t,
                                                       progress=True),
@@ -417,7 +420,7 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
         }  # fmt: skip
         if repeats == 1:
             del calls["acc_sgd_ie"]
-        record, values = {"targets": top.tolist()}, {}
+        record, values = {"targets": top.tolist(), "ranked_by": by}, {}
         for name, call in calls.items():
             out, cost = measured(lambda call=call: call(jnp.asarray(top)).values)
             values[name] = np.asarray(out, np.float64)
@@ -425,6 +428,8 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
             record[name] = {**cost, "per_target_x_train": per_target}
         exact = values["exact"]
         estimates = {"sgd_ie": sgd[top]}
+        if store.done("acc_fast"):
+            estimates["acc_fast"] = store.array("acc_fast")[top]
         if "acc_sgd_ie" in values:
             estimates["acc_sgd_ie"] = values["acc_sgd_ie"]
         else:

@@ -3,9 +3,11 @@ import accjax
 
 def test_public_api_is_pinned():
     assert sorted(accjax.__all__) == [
+        "Cleansing",
         "Influence",
         "Problem",
         "Run",
+        "Subsets",
         "TrainState",
         "acc_dvemb",
         "acc_sgd_ie",

@@ -220,10 +220,12 @@ def cleanse(
       test: `f(params) -> scalar`, or a dict name -> such functions, e.g.
         `{"error": accjax.mean_loss(accjax.models.binary_error(apply), test),
         "loss": accjax.mean_loss(loss, test)}`.
-      estimator: an estimator name (one of "exact", "sgd_ie", "acc_sgd_ie",
-        "acc_nonlinear", "tracin", "influence_function"), an `Influence`
-        already computed for `query` (labelled "influence"), a list of names, or
-        a dict label -> name or Influence.
+      estimator: an estimator name (one of `accjax._src.estimators.named.NAMES`:
+        "exact", "sgd_ie", "acc_sgd_ie", "acc_nonlinear", "acc_last_layer",
+        "acc_sgd_ie_fast", "tracin", "tracin_cp", "dvemb", "acc_dvemb",
+        "influence_function"; "dvemb" and "acc_dvemb" need `learning_rate`),
+        an `Influence` already computed for `query` (labelled "influence"), a
+        list of names, or a dict label -> name or Influence.
       remove: the counts k of removed examples.
       retrain: "all" (replay from the initial parameters), "last-epoch"
         (restart from the factual state at the start of the final epoch, see

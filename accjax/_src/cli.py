@@ -125,7 +125,7 @@ def _cleanse_parser(sub) -> None:
             "each k beside random removal; with --label-noise, also how many "
             "flipped labels each ranking finds. Writes cleanse.json and "
             "cleanse.png to --out. Defaults: bundled breast-cancer data, 10%% of "
-            "training labels flipped, about a minute on 2 CPU cores."
+            "training labels flipped, about 30 s on 2 CPU cores."
         ),
     )
     cl.add_argument("--dataset", default="breast_cancer", help="(breast_cancer)")
