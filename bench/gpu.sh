@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The accelerator benchmark set, one script for a lent GPU (about 13 minutes).
+# The accelerator benchmark set, one script for a lent GPU (about 14 minutes).
 #
 #   bash bench/gpu.sh [OUT]          # OUT defaults to bench-out/gpu
 #   QUICK=1 bash bench/gpu.sh OUT    # every command at its --quick sizes (a smoke
 #                                    # test: tests/test_bench.py runs it on CPU)
 #
 # Runs, each under its own time limit, writing JSON under OUT:
-#   speed.json      bench/speed.py at the reference size (acc/loo, sgd_ie/train)
+#   api.json        bench/api.py: the public calls as ratios to a training step
+#                   (MLP, CNN, transformer), as docs/performance.md leads with
 #   speed-4000.json bench/speed.py at n = 4,000, 10 epochs, chunk 1000
 #   scale.json      bench/scale.py --small (time and memory against n, T, |params|)
 #   mnist_all.json  ACC-SGD-IE over 11,000 MNIST 1-vs-7 examples (the headline)
@@ -53,14 +54,14 @@ run() {  # run SECONDS NAME CMD...
 }
 # The sizes of each command; QUICK=1 drops them for --quick's.
 if [ "${QUICK:-0}" = 1 ]; then
-  Q=(--quick) SPEED=() SPEED_4000=() SCALE=() MNIST=() CNN=()
+  Q=(--quick) API=(--workloads mlp) SPEED_4000=() SCALE=() MNIST=() CNN=()
   TEXT=(--seq-len 16 --width 16 --attribution-queries 5)
 else
-  Q=() SPEED=(--repeats 5) SCALE=(--small) MNIST=(--epochs 3) CNN=(--repeats 5)
+  Q=() API=(--repeats 5) SCALE=(--small) MNIST=(--epochs 3) CNN=(--repeats 5)
   SPEED_4000=(--num-examples 4000 --epochs 10 --repeats 3 --chunk-size 1000)
   TEXT=(--epochs 3 --batch-size 32 --label-noise 0.1)
 fi
-run 90 speed "$PY" bench/speed.py "${Q[@]}" "${SPEED[@]}" --out "$OUT/speed.json"
+run 150 api "$PY" bench/api.py "${Q[@]}" "${API[@]}" --out "$OUT/api.json"
 run 120 speed-4000 "$PY" bench/speed.py "${Q[@]}" "${SPEED_4000[@]}" \
   --out "$OUT/speed-4000.json"
 run 150 scale "$PY" bench/scale.py "${Q[@]}" "${SCALE[@]}" --out "$OUT/scale/scale.json"

@@ -372,9 +372,9 @@ def test_gpu_sh(run, tmp_path, real_data_dir):
     env = {"QUICK": "1", "PYTHON": sys.executable, "ACCJAX_DATA": real_data_dir}
     run("bash", "bench/gpu.sh", str(tmp_path), env=env, timeout=2 * TIMEOUT_S)
     log = (tmp_path / "log.txt").read_text()
-    for name in ("speed", "speed-4000", "scale", "mnist_all", "text"):
+    for name in ("api", "speed-4000", "scale", "mnist_all", "text"):
         assert f"   {name} exit 0" in log, log
-    check_speed(load(tmp_path / "speed.json", *SPEED_KEYS))
+    assert "mlp" in load(tmp_path / "api.json", "workloads")["workloads"]
     check_speed(load(tmp_path / "speed-4000.json", *SPEED_KEYS))
     check_scale(load(tmp_path / "scale" / "scale.json", *SCALE_KEYS))
     load(tmp_path / "mnist_all.json", *MNIST_KEYS)
