@@ -39,7 +39,6 @@ every ratio of the history's full-size runs, one panel per workload.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import statistics
@@ -96,7 +95,7 @@ def workload(name: str, scale: float):
         params, apply = accjax.models.mlp(jax.random.key(0), 104, (8, 8))
         loss = accjax.models.binary_loss(apply)
         problem = accjax.Problem(loss, params, (x[:n], y[:n]))
-        batch, epochs, optimizer, key = 100, 10, optax.sgd(lr), None
+        batch, epochs, optimizer = 100, 10, optax.sgd(lr)
         query = accjax.mean_loss(loss, (x[n:], y[n:]))
         error = accjax.models.binary_error(apply)
     elif name == "cnn":
@@ -106,7 +105,7 @@ def workload(name: str, scale: float):
         params, apply = accjax.models.cnn(jax.random.key(0))
         loss = accjax.models.multiclass_loss(apply)
         problem = accjax.Problem(loss, params, (x[:n], y[:n]))
-        batch, epochs, optimizer, key = 64, 2, optax.sgd(lr), None
+        batch, epochs, optimizer = 64, 2, optax.sgd(lr)
         query = accjax.mean_loss(loss, (x[n:], y[n:]))
         error = accjax.models.multiclass_error(apply)
     elif name == "transformer":
@@ -121,13 +120,11 @@ def workload(name: str, scale: float):
         model = accjax.models.from_nnx(net)
         problem = model.problem((x[:n], y[:n]), key=jax.random.key(0))
         loss, apply = accjax.models.multiclass_loss(model.apply), model.apply
-        batch, epochs, optimizer, key = 32, 2, optax.adamw(1e-3), 0
+        batch, epochs, optimizer = 32, 2, optax.adamw(1e-3)
         query = accjax.mean_loss(loss, (x[n:], y[n:]))
         error = accjax.models.multiclass_error(apply)
     else:
         raise ValueError(f"unknown workload {name!r}; choose from {WORKLOADS}")
-    problem = dataclasses.replace(problem, data=jax.tree.map(jnp.asarray, problem.data))
-    del key
     run = accjax.train(problem, optimizer, batch_size=batch, epochs=epochs)
     test = {"error": accjax.mean_loss(error, (jnp.asarray(x[n:]), jnp.asarray(y[n:])))}
     return run, query, test, lr

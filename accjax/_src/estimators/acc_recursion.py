@@ -6,7 +6,8 @@ For the state z = (params, opt_state) and the perturbation D_k = z^{-k} - z,
 
 Targets outside S_t have w^{-k} = 1 on the batch, so their update is the
 tangent of the shared factual step: one `jax.linearize` of the batch gradient
-per step, its linear map (the batch HVP) vmapped over all targets of the chunk.
+per step, its linear map (the batch HVP) applied to every target of the chunk
+(vmapped, or one target after another on CPU: `_acc_step`).
 The targets inside S_t differ from it by their own gradient and single-example
 HVP (the batch gradient is linear in the weights), then every target goes
 through the optax update and its tangent.
