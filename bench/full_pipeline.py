@@ -662,8 +662,8 @@ def summarize_seeds(args, seeds: list[int]) -> dict | None:
         },
         "seconds_mean": {
             part: float(np.mean([p[part]["seconds"] for p in records.values()]))
-            for part in first if all(part in p for p in records.values())
-            and "seconds" in first.get(part, {})
+            for part in next(iter(records.values()))
+            if all("seconds" in p.get(part, {}) for p in records.values())
         },
     }  # fmt: skip
     if "acc_fast" in change and "sgd_ie" in change:
