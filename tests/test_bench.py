@@ -323,8 +323,18 @@ def test_api(run, tmp_path):
     overhead in a public call fails here."""
     out = tmp_path / "api.json"
     history = tmp_path / "history.jsonl"
-    run("bench/api.py", "--quick", "--check", "--out", str(out),
-        "--history", str(history), "--plot", str(tmp_path / "h.png"))  # fmt: skip
+    run(
+        "bench/api.py",
+        "--quick",
+        "--check",
+        "--out",
+        str(out),
+        "--history",
+        str(history),
+        "--plot",
+        str(tmp_path / "h.png"),
+        timeout=3 * TIMEOUT_S,
+    )  # fmt: skip  (it compiles every call thrice over)
     report = load(out, "date", "commit", "workloads")
     assert set(report["workloads"]) == {"mlp", "cnn", "transformer"}
     for res in report["workloads"].values():
