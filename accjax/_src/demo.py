@@ -123,7 +123,7 @@ def run_demo(
     print(accjax.metrics.format_table(table, **{"wall_s": seconds}), file=stream)
     print(
         f"exact leave-one-out retraining: {seconds['exact']:.1f} s. Wall times include "
-        "JIT compilation; bench/speed.py times the estimators without it.",
+        "JIT compilation; bench/api.py times the public calls without it.",
         file=stream,
     )
     report = {
