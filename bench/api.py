@@ -259,18 +259,24 @@ def plot_history(history: Path, png: Path) -> None:
     workloads = sorted({w for r in runs for w in r["workloads"]})
     fig, axes = plt.subplots(1, len(workloads), figsize=(5 * len(workloads), 3.8),
                              squeeze=False)  # fmt: skip
+    # one colour per ratio in every panel
+    every = sorted({k for r in runs for w in r["workloads"].values()
+                    for k in w["ratios"]})  # fmt: skip
+    colour = {k: plt.cm.tab10(i % 10) for i, k in enumerate(every)}
     for ax, w in zip(axes[0], workloads, strict=True):
         mine = [r for r in runs if w in r["workloads"]]
         names = sorted({k for r in mine for k in r["workloads"][w]["ratios"]})
         for k in names:
             pts = [(i, r["workloads"][w]["ratios"][k]) for i, r in enumerate(mine)
                    if k in r["workloads"][w]["ratios"]]  # fmt: skip
-            ax.plot(*zip(*pts, strict=True), marker="o", label=k)
+            ax.plot(*zip(*pts, strict=True), marker="o", color=colour[k], label=k)
         ax.set_xticks(range(len(mine)))
         ax.set_xticklabels([f"{r['date']}\n{r['commit']}" for r in mine], fontsize=7)
         ax.set(yscale="log", title=w, ylabel="ratio")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    handles = [plt.Line2D([], [], color=colour[k], marker="o", label=k) for k in every]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="center left",
+                       bbox_to_anchor=(1, 0.5))  # fmt: skip
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
