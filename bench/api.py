@@ -96,7 +96,6 @@ def workload(name: str, scale: float):
         loss = accjax.models.binary_loss(apply)
         problem = accjax.Problem(loss, params, (x[:n], y[:n]))
         batch, epochs, optimizer = 100, 10, optax.sgd(lr)
-        query = accjax.mean_loss(loss, (x[n:], y[n:]))
         error = accjax.models.binary_error(apply)
     elif name == "cnn":
         n, lr = size(640, 64), 0.05
@@ -106,7 +105,6 @@ def workload(name: str, scale: float):
         loss = accjax.models.multiclass_loss(apply)
         problem = accjax.Problem(loss, params, (x[:n], y[:n]))
         batch, epochs, optimizer = 64, 2, optax.sgd(lr)
-        query = accjax.mean_loss(loss, (x[n:], y[n:]))
         error = accjax.models.multiclass_error(apply)
     elif name == "transformer":
         n, lr = size(512, 32), None
@@ -121,12 +119,13 @@ def workload(name: str, scale: float):
         problem = model.problem((x[:n], y[:n]), key=jax.random.key(0))
         loss, apply = accjax.models.multiclass_loss(model.apply), model.apply
         batch, epochs, optimizer = 32, 2, optax.adamw(1e-3)
-        query = accjax.mean_loss(loss, (x[n:], y[n:]))
         error = accjax.models.multiclass_error(apply)
     else:
         raise ValueError(f"unknown workload {name!r}; choose from {WORKLOADS}")
     run = accjax.train(problem, optimizer, batch_size=batch, epochs=epochs)
-    test = {"error": accjax.mean_loss(error, (jnp.asarray(x[n:]), jnp.asarray(y[n:])))}
+    held_out = (jnp.asarray(x[n:]), jnp.asarray(y[n:]))
+    query = accjax.mean_loss(loss, held_out)
+    test = {"error": accjax.mean_loss(error, held_out)}
     return run, query, test, lr
 
 
@@ -166,6 +165,7 @@ def hvp_x_grad(run, repeats: int) -> float:
 
 
 def bench_workload(name: str, args) -> dict:
+    import jax
     import jax.numpy as jnp
 
     import accjax
@@ -199,9 +199,9 @@ def bench_workload(name: str, args) -> dict:
         random_draws=1,
     )  # fmt: skip
     print(f"[{name}] {n} examples, {steps} steps: compiling", file=sys.stderr)
-    harness.warm_up({k: (lambda c=c: _values(c())) for k, c in calls.items()})
-    wall, _ = harness.rounds({k: (lambda c=c: _values(c())) for k, c in calls.items()},
-                             args.repeats)  # fmt: skip
+    calls = {k: (lambda c=c: _values(c())) for k, c in calls.items()}
+    harness.warm_up(calls)
+    wall, _ = harness.rounds(calls, args.repeats)
     med = {k: statistics.median(v) for k, v in wall.items()}
     step = med["train"] / steps
     per_target = lambda k: med[k] / (m * steps)
@@ -218,7 +218,7 @@ def bench_workload(name: str, args) -> dict:
     }
     if "dvemb" in med:
         ratios["dvemb_x_train"] = med["dvemb"] / med["train"]
-    num_params = sum(int(np.size(a)) for a in _leaves(run.params))
+    num_params = sum(int(np.size(a)) for a in jax.tree.leaves(run.params))
     size = dict(num_examples=n, num_steps=steps, num_params=num_params, targets=m)
     return {"size": size, "train_step_s": step, "median_s": med, "ratios": ratios}
 
@@ -229,12 +229,6 @@ def _values(out):
         if hasattr(out, attr):
             return getattr(out, attr)
     return out
-
-
-def _leaves(tree):
-    import jax
-
-    return jax.tree.leaves(tree)
 
 
 def commit() -> str | None:
