@@ -25,10 +25,8 @@ dvemb (projected) for every example, and TracInCP's self-influence
 (`tracin(run, "self")` at the same checkpoints: the ranking for finding flipped
 labels); ACC-SGD-IE and exact retraining on the `--acc-top` most harmful (by the fast
 ACC where a rerun finds it, else by SGD-IE),
-`acc_sgd_ie_fast` for every example (MNIST; its correction's size against SGD-IE,
-the predictor of docs/results.md), and the last-layer ACC (`params_subset`) on the
-`--last-layer-top` most harmful (its time for all n extrapolated) - the three ACC
-parts only where some example occurs twice; with label noise, the detection of the
+`acc_sgd_ie_fast` for every example (its correction's size against SGD-IE) - the
+ACC parts only where some example occurs twice; with label noise, the detection of the
 flipped labels at 1/5/10 % inspected (the influence rankings most harmful first,
 the self-influence largest first); cleansing (remove k of each ranking, the
 self-influence's largest first, and of `--random-draws` random ones, retrain with
@@ -60,7 +58,6 @@ import dataclasses
 import datetime
 import json
 import sys
-import time
 from pathlib import Path
 
 import harness
@@ -68,7 +65,6 @@ import numpy as np
 
 PARTS = ("train", "sgd_ie", "tracin_cp", "tracin_self", "dvemb", "acc_top")
 PARTS += ("acc_fast",)
-PARTS += ("acc_last_layer",)
 PARTS += ("detection", "cleanse", "lds", "lds_noise", "attribution")
 
 
@@ -90,7 +86,7 @@ def parse_args(argv=None):
         "--memory-budget",
         type=float,
         default=4.0,
-        help="GB for acc_sgd_ie_fast's carried state and acc_last_layer's chunks",
+        help="GB for acc_sgd_ie_fast's carried state",
     )
     parser.add_argument(
         "--attribution-queries",
@@ -101,6 +97,13 @@ def parse_args(argv=None):
     parser.add_argument("--n-train", type=int, default=None, help="default: all")
     parser.add_argument("--n-val", type=int, default=1000)
     parser.add_argument("--n-test", type=int, default=None, help="default: all")
+    parser.add_argument(
+        "--test-holdout",
+        type=int,
+        default=0,
+        help="mnist/cifar10: the test set is this many official training images "
+        "drawn beside the validation set, instead of the official test set",
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--label-noise", type=float, default=0.0)
@@ -110,7 +113,6 @@ def parse_args(argv=None):
         help="influence and retraining over the final epoch only (Hara's protocol)",
     )
     parser.add_argument("--acc-top", type=int, default=16)
-    parser.add_argument("--last-layer-top", type=int, default=1000)
     parser.add_argument("--remove", default="10,30,100,300,1000")
     parser.add_argument("--random-draws", type=int, default=2)
     parser.add_argument("--lds-subsets", type=int, default=50)
@@ -120,7 +122,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--data-dir", default=None, help="the folder with mnist/, cifar10/"
     )
-    quick = dict(n_train=640, n_val=64, n_test=200, acc_top=4, last_layer_top=32)
+    quick = dict(n_train=640, n_val=64, n_test=200, acc_top=4)
     quick.update(remove="10,30")
     quick.update(random_draws=1, lds_subsets=4, noise_draws=2, attribution_queries=5)
     quick.update(out="bench-out/full_pipeline-quick")
@@ -188,6 +190,7 @@ def label_of(args, seed: int) -> str:
     label = args.workload + (f"-noise{args.label_noise:g}" if args.label_noise else "")
     label += f"-b{args.batch_size}" if args.batch_size != 64 else ""
     label += f"-n{args.n_train}" if args.n_train is not None else ""
+    label += f"-h{args.test_holdout}" if args.test_holdout else ""
     label += (f"-e{args.epochs}" if args.epochs != 1 else "") + (
         "-last" if args.last_epoch else ""
     )
@@ -207,17 +210,25 @@ def setup(args):
     if args.workload == "news20":
         return setup_text(args)
     name = "cifar10" if args.workload == "cifar10" else "mnist10"
+    holdout = args.test_holdout
     splits = accjax.datasets.load(
         name,
         n_train=args.n_train,
-        n_val=args.n_val,
-        n_test=args.n_test,
+        n_val=args.n_val + holdout,
+        n_test=0 if holdout else args.n_test,
         seed=args.seed,
         split="official",
         images=True,
         label_noise=args.label_noise,
         data_dir=args.data_dir,
     )
+    if holdout:  # the validation draw's last `holdout` images are the test set
+        x, y = splits.val
+        val, test = (
+            (x[: args.n_val], y[: args.n_val]),
+            (x[args.n_val :], y[args.n_val :]),
+        )
+        splits = splits._replace(val=val, test=test)
     parts = [splits.train, splits.val, splits.test]
     if args.workload == "mnist-hara":  # back to the [0, 1] pixels
         shape = splits.train[0].shape[1:]
@@ -284,19 +295,6 @@ def setup_text(args):
     return splits, problem, optax.adamw(1e-3), query, tests, None, eval_loss
 
 
-def measured(call):
-    """(output, {"seconds", "peak_rss_bytes"}): `call()` once, compile included;
-    the peak is the process's high-water mark during the call."""
-    harness.malloc_trim()
-    harness.reset_hwm()
-    start = time.perf_counter()
-    out = call()
-    seconds = time.perf_counter() - start
-    hwm = harness.proc_status_kib("VmHWM")
-    peak = 1024 * hwm if hwm is not None else harness.maxrss_bytes()
-    return out, {"seconds": seconds, "peak_rss_bytes": peak}
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -356,7 +354,7 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
             accjax.train(restart, optimizer, schedule=last_rows, progress=True)
         )
 
-    run, cost = measured(train)
+    run, cost = harness.measured(train)
     evaluate = lambda params: {k: float(f(params)) for k, f in tests.items()}
     if "train" in wanted and (args.fresh or not store.done("train")):
         store.save(
@@ -374,7 +372,7 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
         if store.done(part):
             say(f"{part}: done before, kept")
             return
-        influence, cost = measured(lambda: jax.block_until_ready(call()))
+        influence, cost = harness.measured(lambda: jax.block_until_ready(call()))
         record = {**cost, "x_train": cost["seconds"] / train_seconds}
         store.save(part, record, {part: np.asarray(influence.values)})
         say(f"{part}: {record}")
@@ -422,7 +420,9 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
             del calls["acc_sgd_ie"]
         record, values = {"targets": top.tolist(), "ranked_by": by}, {}
         for name, call in calls.items():
-            out, cost = measured(lambda call=call: call(jnp.asarray(top)).values)
+            out, cost = harness.measured(
+                lambda call=call: call(jnp.asarray(top)).values
+            )
             values[name] = np.asarray(out, np.float64)
             per_target = cost["seconds"] / top.size / train_seconds
             record[name] = {**cost, "per_target_x_train": per_target}
@@ -449,7 +449,7 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
     if repeats > 1 and "acc_fast" in wanted and not store.done("acc_fast"):
         if store.done("sgd_ie"):
             budget = int(args.memory_budget * 2**30)
-            fast, cost = measured(
+            fast, cost = harness.measured(
                 lambda: (
                     accjax.acc_sgd_ie_fast(
                         run, query, memory_budget=budget, progress=True
@@ -469,34 +469,6 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
             }
             store.save("acc_fast", record, {"acc_fast": fast})
             say(f"acc_fast: {record}")
-
-    if (
-        repeats > 1
-        and "acc_last_layer" in wanted
-        and not store.done("acc_last_layer")
-        and (store.done("acc_top"))
-    ):
-        sgd = store.array("sgd_ie")
-        top = np.argsort(sgd, kind="stable")[: args.last_layer_top]
-        subset = named.last_layer(problem.params)
-        budget = int(args.memory_budget * 2**30)
-        values, cost = measured(
-            lambda: accjax.acc_sgd_ie(
-                run, query, targets=jnp.asarray(top), params_subset=subset,
-                memory_budget=budget, progress=True,
-            ).values
-        )  # fmt: skip
-        values = np.asarray(values, np.float64)
-        exact, m = store.array("exact_top"), len(store.array("exact_top"))
-        record = {
-            **cost,
-            "num_targets": int(top.size),
-            "seconds_for_all_estimate": cost["seconds"] / top.size * n,
-            "rmse_on_acc_top": accjax.metrics.rmse(exact, values[:m]),
-            "kendall_on_acc_top": accjax.metrics.kendall(exact, values[:m]),
-        }
-        store.save("acc_last_layer", record, {"acc_last_layer": values})
-        say(f"acc_last_layer: {record}")
 
     covering = ("sgd_ie", "acc_fast", "tracin_cp", "dvemb")
     covering = [p for p in covering if store.done(p)]
@@ -521,7 +493,7 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
 
     remove = [int(k) for k in args.remove.split(",")]
     if "cleanse" in wanted and not store.done("cleanse") and influences:
-        result, cost = measured(
+        result, cost = harness.measured(
             lambda: accjax.cleanse(
                 run,
                 query,
@@ -539,7 +511,7 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
         say(f"cleanse:\n{result.table()}")
 
     if "lds" in wanted and not store.done("lds") and influences:
-        subsets, cost = measured(
+        subsets, cost = harness.measured(
             lambda: accjax.subset_retrain(
                 run, query, num_subsets=args.lds_subsets, fraction=0.99,
                 progress=True,
@@ -552,7 +524,9 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
                                    "lds_values": subsets.values})  # fmt: skip
         say(f"lds: { {k: record[k] for k in influences} }")
     if "lds_noise" in wanted and not store.done("lds_noise"):
-        changes, cost = measured(lambda: rounding_noise(run, query, args.noise_draws))
+        changes, cost = harness.measured(
+            lambda: rounding_noise(run, query, args.noise_draws)
+        )
         record = {**cost, "changes": changes, "std": float(np.std(changes))}
         if store.done("lds"):
             record["lds_actual_std"] = float(np.std(store.array("lds_values")))
@@ -578,7 +552,7 @@ def attribution_part(store, run, splits, eval_loss, checkpoints, num_queries):
 
     x, y = (jnp.asarray(a[:num_queries]) for a in splits.test)
     per_query = lambda p: jax.vmap(lambda xi, yi: eval_loss(p, (xi, yi)))(x, y)
-    values, cost = measured(
+    values, cost = harness.measured(
         lambda: (
             jax.block_until_ready(
                 accjax.tracin(run, per_query, checkpoints=checkpoints, progress=True)

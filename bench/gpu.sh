@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator benchmark set, one script for a lent GPU (about 14 minutes).
+# The accelerator benchmark set, one script for a lent GPU (about 11 minutes).
 #
 #   bash bench/gpu.sh [OUT]          # OUT defaults to bench-out/gpu
 #   QUICK=1 bash bench/gpu.sh OUT    # every command at its --quick sizes (a smoke
@@ -8,16 +8,13 @@
 # Runs, each under its own time limit, writing JSON under OUT:
 #   api.json        bench/api.py: the public calls as ratios to a training step
 #                   (MLP, CNN, transformer), as docs/performance.md leads with
-#   speed-4000.json bench/speed.py at n = 4,000, 10 epochs, chunk 1000
-#   scale.json      bench/scale.py --small (time and memory against n, T, |params|)
-#   mnist_all.json  ACC-SGD-IE over 11,000 MNIST 1-vs-7 examples (the headline)
-#   cnn.json        bench/cnn.py: Hara's CNN step, loo / acc per target-step, sgd_ie
-#                   (on the GPU models.cnn lowers to lax.conv, not the CPU matmul)
+#   mnist/          bench/full_pipeline.py --workload mnist-hara at full size
+#                   (50,000 images, Hara's recipe, 20 epochs): training, SGD-IE and
+#                   the fast ACC for every image (the rankings cleansing uses)
 #   text/           bench/full_pipeline.py --workload news20 at full size (10,314
 #                   posts, 128 tokens, the 1.44M-parameter transformer, AdamW, 3
 #                   epochs, 10 % flipped labels): training, Adam-IE, self-influence,
-#                   the fast ACC in 8 GB and the attribution matrix (the parts that
-#                   fit a few minutes; about 4 minutes of the ~13)
+#                   the fast ACC in 4 GB and the attribution matrix
 # and exits 1 if any of them failed (each one's exit status is in OUT/log.txt).
 # PYTHON names the interpreter (default: python3, or .venv's on a CPU try-out).
 #
@@ -54,20 +51,15 @@ run() {  # run SECONDS NAME CMD...
 }
 # The sizes of each command; QUICK=1 drops them for --quick's.
 if [ "${QUICK:-0}" = 1 ]; then
-  Q=(--quick) API=(--workloads mlp) SPEED_4000=() SCALE=() MNIST=() CNN=()
+  Q=(--quick) API=(--workloads mlp) MNIST=()
   TEXT=(--seq-len 16 --width 16 --attribution-queries 5)
 else
-  Q=() API=(--repeats 5) SCALE=(--small) MNIST=(--epochs 3) CNN=(--repeats 5)
-  SPEED_4000=(--num-examples 4000 --epochs 10 --repeats 3 --chunk-size 1000)
+  Q=() API=(--repeats 5) MNIST=(--epochs 20 --n-val 10000)
   TEXT=(--epochs 3 --batch-size 32 --label-noise 0.1)
 fi
 run 150 api "$PY" bench/api.py "${Q[@]}" "${API[@]}" --out "$OUT/api.json"
-run 120 speed-4000 "$PY" bench/speed.py "${Q[@]}" "${SPEED_4000[@]}" \
-  --out "$OUT/speed-4000.json"
-run 150 scale "$PY" bench/scale.py "${Q[@]}" "${SCALE[@]}" --out "$OUT/scale/scale.json"
-run 150 mnist_all "$PY" bench/mnist_all.py "${Q[@]}" "${MNIST[@]}" \
-  --out "$OUT/mnist_all.json"
-run 120 cnn "$PY" bench/cnn.py "${Q[@]}" "${CNN[@]}" --out "$OUT/cnn.json"
+run 240 mnist "$PY" bench/full_pipeline.py --workload mnist-hara \
+  "${Q[@]}" "${MNIST[@]}" --parts train,sgd_ie,acc_fast --out "$OUT/mnist"
 run 240 text "$PY" bench/full_pipeline.py --workload news20 "${Q[@]}" "${TEXT[@]}" \
   --parts train,sgd_ie,tracin_self,acc_fast,attribution --out "$OUT/text"
 ls -la "$OUT"
