@@ -24,7 +24,10 @@ interleaved rounds (block_until_ready before the clock is read); the medians giv
   target-step, beside its floor `hvp_x_grad`: a batch Hessian-vector product
   (jvp of the batch gradient) against the batch gradient, each timed inside one
   scan over the run's batches.
-- `sgd_ie_x_train`, `tracin_x_train` (5 checkpoints), `dvemb_x_train` (plain SGD
+- `sgd_ie_x_train` beside its floor `vjp_x_step`: a training step with its
+  vector-Jacobian product (in the state and the example weights) against the step
+  alone, each timed inside one scan over the run's batches.
+- `tracin_x_train` (5 checkpoints), `dvemb_x_train` (plain SGD
   only; projected to 64 dimensions: its floor is the projection, B d 64 a step,
   and the 64 x 64 propagator): every example, against `accjax.train`.
 - `acc_fast_x_sgd_ie`: `acc_sgd_ie_fast` for every example against `sgd_ie`.
@@ -129,39 +132,52 @@ def workload(name: str, scale: float):
     return run, query, test, lr
 
 
-def hvp_x_grad(run, repeats: int) -> float:
-    """The floor of ACC over retraining: a batch HVP's time over a batch
-    gradient's, each over every batch of the run in one jitted scan."""
+def floors(run, repeats: int) -> dict:
+    """The arithmetic floors, each over every batch of the run in one jitted scan:
+    `hvp_x_grad`, a batch HVP's time over a batch gradient's (ACC over
+    retraining), and `vjp_x_step`, a training step with its vector-Jacobian
+    product (in the state and the example weights) over the step alone (SGD-IE,
+    a forward and a reverse pass through every step, over training)."""
     import jax
     import jax.numpy as jnp
 
-    from accjax._src.train import batch_loss
+    from accjax._src.train import TrainState, batch_loss, step
 
-    p, params = run.problem, run.params
+    p, opt, params = run.problem, run.optimizer, run.params
+    state = TrainState(params, opt.init(params))
     rows = jnp.asarray(run.schedule)
+    ones = lambda indices: (indices >= 0).astype(jnp.float32)
 
-    def loss(w, indices, t):
-        return batch_loss(p, w, indices, (indices >= 0).astype(jnp.float32), t)
-
-    def scan(body):
-        def go(w):
-            def step(carry, xs):
-                t, indices = xs
-                out = body(w, indices, t)
-                return carry + sum(jnp.vdot(a, a) for a in jax.tree.leaves(out)), None
+    def scan(body, x):
+        def go(x):
+            def one(carry, xs):
+                out = jax.tree.leaves(body(x, xs[1], xs[0]))
+                out = [a for a in out if jnp.issubdtype(a.dtype, jnp.floating)]
+                return carry + sum(jnp.vdot(a, a) for a in out), None
 
             xs = (jnp.arange(rows.shape[0]), rows)
-            return jax.lax.scan(step, jnp.float32(0), xs)[0]
+            return jax.lax.scan(one, jnp.float32(0), xs)[0]
 
-        return jax.jit(go)
+        go = jax.jit(go)
+        return lambda: go(x)
 
-    grad = jax.grad(loss)
+    grad = jax.grad(lambda w, i, t: batch_loss(p, w, i, ones(i), t))
     hvp = lambda w, i, t: jax.jvp(lambda v: grad(v, i, t), (w,), (w,))[1]
-    calls = {"grad": scan(grad), "hvp": scan(hvp)}
-    calls = {k: (lambda f=f: f(params)) for k, f in calls.items()}
+    train_step = lambda z, i, t: step(p, opt, z, i, ones(i), t)
+
+    def step_vjp(z, i, t):
+        out, pullback = jax.vjp(lambda z, w: step(p, opt, z, i, w, t), z, ones(i))
+        return pullback(out)
+
+    calls = {"grad": scan(grad, params), "hvp": scan(hvp, params)}
+    calls.update(step=scan(train_step, state), step_vjp=scan(step_vjp, state))
     harness.warm_up(calls)
     wall, _ = harness.rounds(calls, repeats)
-    return statistics.median(wall["hvp"]) / statistics.median(wall["grad"])
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    return {
+        "hvp_x_grad": med["hvp"] / med["grad"],
+        "vjp_x_step": med["step_vjp"] / med["step"],
+    }
 
 
 def bench_workload(name: str, args) -> dict:
@@ -209,7 +225,7 @@ def bench_workload(name: str, args) -> dict:
     ratios = {
         "loo_retrain_x_step": per_target("loo_retrain") / step,
         "acc_x_loo": med["acc_sgd_ie"] / med["loo_retrain"],
-        "hvp_x_grad": hvp_x_grad(run, args.repeats),
+        **floors(run, args.repeats),
         "sgd_ie_x_train": med["sgd_ie"] / med["train"],
         "acc_fast_x_sgd_ie": med["acc_sgd_ie_fast"] / med["sgd_ie"],
         "tracin_x_train": med["tracin"] / med["train"],

@@ -110,6 +110,57 @@ def test_the_reference_names_every_public_name():
     assert not missing, f"docs/reference.md lacks {missing}"
 
 
+def _split_top(args: str) -> list[str]:
+    """`args` split at its top-level commas (defaults may hold brackets)."""
+    parts, depth, current = [], 0, ""
+    for ch in args:
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [p.strip() for p in [*parts, current] if p.strip()]
+
+
+def test_api_md_signatures_match_the_code():
+    """Every call docs/api.md writes as `accjax.NAME(args)` names the parameters
+    of the real function, in order (with `...`, those it names, in order)."""
+    import inspect
+
+    import accjax
+
+    text = (REPO / "docs" / "api.md").read_text()
+    wrong, checked = [], 0
+    for match in re.finditer(r"`(accjax(?:\.\w+)+)\(", text):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            end += 1
+        obj = accjax
+        for part in match[1].split(".")[1:]:
+            obj = getattr(obj, part, None)
+        if obj is None:
+            wrong.append(f"{match[1]}: no such name")
+            continue
+        try:
+            params = inspect.signature(obj).parameters.values()
+        except (TypeError, ValueError):  # not introspectable (a C callable)
+            continue
+        real = [("*" if p.kind == p.VAR_POSITIONAL else "**" if p.kind ==
+                 p.VAR_KEYWORD else "") + p.name for p in params]  # fmt: skip
+        doc = [a.split("=")[0].strip() for a in _split_top(text[match.end() : end - 1])]
+        partial = "..." in doc
+        doc = [a for a in doc if a not in ("*", "/", "...")]
+        it = iter(real)
+        ok = all(a in it for a in doc) if partial else doc == real
+        checked += 1
+        if not ok:
+            wrong.append(f"{match[1]}({', '.join(doc)}): the code has {real}")
+    assert checked > 15
+    assert not wrong, "\n".join(wrong)
+
+
 def test_every_block_runs_or_says_why():
     """A block is run, or marked `# not run:` with a reason; SETUP and SHRINK
     name blocks that exist, and every replacement matches its block."""

@@ -1,6 +1,7 @@
 """Estimators against exact retraining, closed forms and plain reference loops."""
 
 import dataclasses
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -800,6 +801,22 @@ def test_acc_sgd_ie_fast_limits():
     run3 = accjax.train(iso, optax.sgd(0.2), batch_size=3, epochs=3, seed=0)
     gap = accjax.acc_sgd_ie_fast(run3, query, learning_rate=0.2).values
     assert np.max(np.abs(gap - accjax.acc_sgd_ie(run3, query).values)) > 1e-10
+
+
+def test_acc_sgd_ie_fast_warns_where_the_optimizer_carries_gradients():
+    """Momentum and Adam carry each gradient into later steps, which the fast ACC
+    leaves out: a warning; plain SGD with a schedule (an int count only): none."""
+    problem, val, _ = tanh_mlp_problem()
+    query = accjax.mean_loss(problem.loss, val)
+    for optimizer in (optax.sgd(0.1, momentum=0.9), optax.adamw(1e-3)):
+        run = accjax.train(problem, optimizer, batch_size=4, epochs=2, seed=0)
+        with pytest.warns(UserWarning, match="carries gradients in its state"):
+            accjax.acc_sgd_ie_fast(run, query)
+    schedule = optax.sgd(optax.linear_schedule(0.3, 0.1, 10))
+    run = accjax.train(problem, schedule, batch_size=4, epochs=2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        accjax.acc_sgd_ie_fast(run, query)
 
 
 def test_acc_sgd_ie_fast_checks_its_inputs():

@@ -175,6 +175,9 @@ def resolve_storage(run: Run, storage, memory_budget=None):
     return storage
 
 
+SAVED = jax.checkpoint_policies.dots_saveable  # what "all" stores of a step
+
+
 def _nested(body, z, xs, levels):
     """`levels` nested checkpointed scans: the outer level keeps the state at the
     start of each block of ~T^((L-1)/L) steps, and when the reverse pass reaches
@@ -196,13 +199,16 @@ def _nested(body, z, xs, levels):
 def _scan(body, z, xs, storage):
     """`lax.scan(body, z, xs)[0]`, keeping for the reverse pass what `storage` says.
 
-    "all": every step's residuals. "states": the state before each step (the
-    step is recomputed in the reverse pass). An int c: the state every c steps;
-    each segment is replayed, storing its residuals, when the reverse pass
-    reaches it. ("nested", L): `_nested`.
+    "all": every step's residuals, of which the matrix products are stored and
+    the elementwise rest is recomputed in the reverse pass (`SAVED`: faster than
+    storing it all, as bench/api.py's `sgd_ie_x_train` measures). "states": the
+    state before each step (the step is recomputed in the reverse pass). An int
+    c: the state every c steps; each segment is replayed, storing its residuals
+    as "all" does, when the reverse pass reaches it. ("nested", L): `_nested`.
     """
+    saving = jax.checkpoint(body, policy=SAVED)
     if storage == "all":
-        return jax.lax.scan(body, z, xs)[0]
+        return jax.lax.scan(saving, z, xs)[0]
     if storage == "states":
         return jax.lax.scan(jax.checkpoint(body), z, xs)[0]
     if isinstance(storage, tuple):
@@ -210,7 +216,7 @@ def _scan(body, z, xs, storage):
     num_steps = jax.tree.leaves(xs)[0].shape[0]
     whole = num_steps // storage * storage
     head = jax.tree.map(lambda a: a[:whole].reshape((-1, storage) + a.shape[1:]), xs)
-    segment = jax.checkpoint(lambda z, seg: (jax.lax.scan(body, z, seg)[0], None))
+    segment = jax.checkpoint(lambda z, seg: (jax.lax.scan(saving, z, seg)[0], None))
     z = jax.lax.scan(segment, z, head)[0]
     if whole < num_steps:
         z = jax.lax.scan(body, z, jax.tree.map(lambda a: a[whole:], xs))[0]
@@ -314,7 +320,8 @@ def sgd_ie(
       targets: int array `(num_targets,)`; None means all. The pass computes
         every example either way.
       storage: what the forward pass keeps for the reverse pass: "all" (every
-        step's residuals: fastest, O(T x (state + activations))), "states" (the
+        step's matrix products, the elementwise rest recomputed: fastest,
+        O(T x (state + activations))), "states" (the
         state before each step, each step recomputed once: O(T x state)), an
         int c (the state every c steps; each segment replayed with its
         residuals: O((T/c) x state + c x residuals), about one more training
