@@ -10,7 +10,8 @@ estimator.
 
 MNIST: the official training set less `--n-val` validation images, Hara's CNN
 (`accjax.models.cnn`), SGD lr 0.05, batch 64 (`--batch-size`), float32; test error
-on the official 10,000 test images. CIFAR-10: the subset in the data folder,
+on the official 10,000 test images (`--test-holdout N`: on N official training images
+drawn beside the validation set instead). CIFAR-10: the subset in the data folder,
 `accjax.models.CifarCNN` with dropout and random crop + flip, keyed
 (`Problem(key=...)`). news20: `datasets.load_text` (all 20 classes, the official
 training posts less `--n-val`, `--seq-len` word tokens, an 8,000-word vocabulary),
@@ -127,6 +128,8 @@ def parse_args(argv=None):
     quick.update(random_draws=1, lds_subsets=4, noise_draws=2, attribution_queries=5)
     quick.update(out="bench-out/full_pipeline-quick")
     args = harness.parse_args(parser, argv, quick=quick)
+    if args.test_holdout and args.workload == "news20":
+        parser.error("--test-holdout takes images from mnist or cifar10's training set")
     if args.last_epoch and args.epochs < 2:
         parser.error(f"--last-epoch needs --epochs >= 2; got {args.epochs}")
     return args
@@ -359,7 +362,13 @@ def run_seed(args) -> None:  # noqa: C901, PLR0915 - one part after another
     if "train" in wanted and (args.fresh or not store.done("train")):
         store.save(
             "train",
-            {**cost, "num_steps": run.num_steps, "n_train": n, **evaluate(run.params)},
+            {
+                **cost,
+                "num_steps": run.num_steps,
+                "n_train": n,
+                "n_test": int(splits.test[1].shape[0]),
+                **evaluate(run.params),
+            },
         )
     say(f"train: {store.results['parts'].get('train')}")
     train_seconds = store.results["parts"].get("train", cost)["seconds"]

@@ -174,7 +174,8 @@ def _cpu_model() -> str | None:
 
 
 def machine_info() -> dict:
-    """backend, device, num_devices, jax, platform, cpu_count, cpu_model."""
+    """backend, device, num_devices, jax, platform, cpu_count, cpu_model and the
+    load average (1, 5, 15 minutes: other work on a shared machine)."""
     return {
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
@@ -183,6 +184,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 

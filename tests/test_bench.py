@@ -205,9 +205,10 @@ def test_full_pipeline(run, tmp_path, real_data_dir):
     run(*args, "--label-noise", "0.1", "--out", str(tmp_path))
     assert (folder / "sgd_ie.npy").stat().st_mtime_ns == sgd
     run(*args, "--workload", "cifar10", "--last-epoch", "--parts", "train,sgd_ie",
-        "--out", str(tmp_path))  # fmt: skip
-    report = load(tmp_path / "cifar10-n640-e2-last" / "results.json", "parts")
+        "--test-holdout", "300", "--out", str(tmp_path))  # fmt: skip
+    report = load(tmp_path / "cifar10-n640-h300-e2-last" / "results.json", "parts")
     assert set(report["parts"]) == {"train", "sgd_ie"}
+    assert report["parts"]["train"]["n_test"] == 300
     parts = "train,sgd_ie,tracin_cp,acc_fast,attribution"
     run(*args, "--workload", "news20", "--seq-len", "16", "--width", "16",
         "--attribution-queries", "5", "--parts", parts,
