@@ -219,7 +219,7 @@ def _scan(body, z, xs, storage):
     segment = jax.checkpoint(lambda z, seg: (jax.lax.scan(saving, z, seg)[0], None))
     z = jax.lax.scan(segment, z, head)[0]
     if whole < num_steps:
-        z = jax.lax.scan(body, z, jax.tree.map(lambda a: a[whole:], xs))[0]
+        z = jax.lax.scan(saving, z, jax.tree.map(lambda a: a[whole:], xs))[0]
     return z
 
 
