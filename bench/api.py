@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -310,7 +309,7 @@ def main(argv=None) -> int:
         **harness.machine_info(),
         "workloads": {w: bench_workload(w, args) for w in names},
     }
-    report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["load_average_end"] = harness.load_average()
     failed = []
     for w, res in report["workloads"].items():
         print(f"{w}: train step {res['train_step_s'] * 1e3:.2f} ms, {res['size']}")

@@ -8,7 +8,7 @@
   seconds); `measured` (one call, compilation included, with its time and peak
   memory).
 - Memory: `malloc_trim`, `reset_hwm`, `proc_status_kib`, `maxrss_bytes`.
-- Machine and output: `machine_info` and `write_json` (atomic).
+- Machine and output: `machine_info` (with `load_average`), `write_json` (atomic).
 
 The scripts import it as `harness` (they run as `python bench/NAME.py`, so
 bench/ is first on sys.path); it uses only accjax's public API. Each script
@@ -133,8 +133,9 @@ def reset_hwm() -> bool:
 
 def measured(call):
     """(output, {"seconds", "peak_rss_bytes"[, "device_peak_bytes"]}): `call()` once,
-    compilation included. The peaks are the process's resident high-water mark
-    during the call and, on a device with memory statistics, the device's."""
+    compilation included: the process's resident high-water mark during the call
+    and, on a device with memory statistics, the device's peak since the process
+    started (devices do not reset it: an upper bound on the call's)."""
     malloc_trim()
     reset_hwm()
     start = time.perf_counter()
@@ -174,8 +175,7 @@ def _cpu_model() -> str | None:
 
 
 def machine_info() -> dict:
-    """backend, device, num_devices, jax, platform, cpu_count, cpu_model and the
-    load average (1, 5, 15 minutes: other work on a shared machine)."""
+    """backend, device, num_devices, jax, platform, cpu_count/model, load_average."""
     return {
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
@@ -184,8 +184,13 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average": load_average(),
     }
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15-minute load averages (other work on a shared machine)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def write_json(path, obj, *, indent=1) -> None:

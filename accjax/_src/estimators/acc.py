@@ -250,8 +250,7 @@ def acc_sgd_ie(
         # wherever the targets are sharded over devices
         map_hvps=sharding is None
         and jax.default_backend() == "cpu"
-        and sum(np.size(a) for a in jax.tree.leaves(run.problem.params))
-        >= MAP_HVPS_FROM,
+        and common.num_params(run.problem.params) >= MAP_HVPS_FROM,
     )
     if memory_budget is not None:
         if chunk_size is not None or devices is not None:

@@ -234,8 +234,7 @@ def warn_if_optimizer_carries_gradients(optimizer, params) -> None:
     """A warning where the optimizer's state holds float leaves (momentum, Adam's
     moments): they carry each gradient into later steps, which the fast ACC's
     carried parameter move leaves out (docs/results.md measures what it keeps)."""
-    state = jax.eval_shape(optimizer.init, params)
-    if any(jnp.issubdtype(x.dtype, jnp.inexact) for x in jax.tree.leaves(state)):
+    if any(common.FloatLeaves(jax.eval_shape(optimizer.init, params)).is_float):
         warnings.warn(
             "acc_sgd_ie_fast: the run's optimizer carries gradients in its state "
             "(momentum, Adam's moments). The fast ACC follows each example's "
@@ -341,7 +340,7 @@ def acc_sgd_ie_fast(
                 f"acc_sgd_ie_fast needs each example at most once per step; step {t} "
                 f"holds example {ordered[t, j + 1]} twice. Use acc_sgd_ie."
             )
-    num_params = ravel_pytree(run.problem.params)[0].shape[0]
+    num_params = common.num_params(run.problem.params)
     sketch = Sketch(num_params, projection_dim, seed, contraction)
     with progress_lib.reporting(progress, "acc_sgd_ie_fast") as with_progress:
         values = _acc_fast_all(

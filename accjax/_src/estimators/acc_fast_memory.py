@@ -13,7 +13,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from accjax._src.estimators import common
 from accjax._src.problem import Run
@@ -63,7 +62,7 @@ def plan_memory(run: Run, projection_dim, storage, memory_budget):
     carried floats fit half the budget) and the fewest replays whose stored
     states fit the rest."""
     n, num_steps = run.problem.num_examples, run.num_steps
-    num_params = ravel_pytree(run.problem.params)[0].shape[0]
+    num_params = common.num_params(run.problem.params)
     itemsize = np.dtype(param_dtype(run.problem.params)).itemsize
     if projection_dim is not None and (
         isinstance(projection_dim, bool)

@@ -38,6 +38,11 @@ class FloatLeaves:
         return jax.tree.unflatten(self.treedef, leaves)
 
 
+def num_params(tree) -> int:
+    """Entries of the arrays (or shape structs) of a pytree."""
+    return sum(int(a.size) for a in jax.tree.leaves(tree))
+
+
 def nbytes(tree) -> int:
     """Bytes of the arrays (or shape structs) of a pytree."""
     return sum(a.size * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))

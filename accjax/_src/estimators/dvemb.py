@@ -156,7 +156,7 @@ def _acc_dvemb_chunks(
     num_steps = schedule.shape[0]
     dtype = param_dtype(problem.params)
     z0 = init_state(problem, optimizer)
-    num_params = ravel_pytree(z0.params)[0].shape[0]
+    num_params = common.num_params(z0.params)
     dim = num_params if projection is None else projection.shape[0]
 
     def one_chunk(_, xs):

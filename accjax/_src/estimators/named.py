@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import jax
-from jax.flatten_util import ravel_pytree
 
+from accjax._src.estimators import common
 from accjax._src.estimators.acc import acc_sgd_ie
 from accjax._src.estimators.acc_fast import acc_sgd_ie_fast
 from accjax._src.estimators.dvemb import acc_dvemb, dvemb
@@ -82,7 +82,7 @@ def estimate(
         checkpoints = "epochs" if name == "tracin_cp" else None
         return tracin(run, query, checkpoints=checkpoints, progress=progress)
     if name in ("dvemb", "acc_dvemb"):
-        size = ravel_pytree(run.problem.params)[0].shape[0]
+        size = common.num_params(run.problem.params)
         fn = dvemb if name == "dvemb" else acc_dvemb
         return fn(
             run,
